@@ -1,0 +1,1 @@
+//! Sans-IO session FSM (RFC 4271 §8). (To be implemented.)

@@ -1,0 +1,1 @@
+//! tokio driver for one BGP session. (To be implemented.)

@@ -1,0 +1,1 @@
+//! evpnd configuration: TOML schema and validation. (To be implemented.)
