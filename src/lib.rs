@@ -1,2 +1,6 @@
 //! The evpnd daemon: kernel dataplane, control socket and the tasks that tie
 //! the BGP sessions, the EVPN RIB and the kernel together.
+
+pub mod control;
+pub mod metrics;
+pub mod systemd;
