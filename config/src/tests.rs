@@ -608,3 +608,72 @@ fn diff_reports_neighbors_vnis_and_restart_keys() {
     assert_eq!(d.neighbors_changed.len(), 1);
     assert!(d.restart_required.is_empty());
 }
+
+// --- documentation ---------------------------------------------------------
+
+/// Every key the schema accepts is documented in docs/config.md, in the
+/// section of its table. The key list comes from the decoder's own
+/// "expected one of" message, so a new key without docs fails here.
+#[test]
+fn every_key_is_documented() {
+    let docs = include_str!("../../docs/config.md");
+    let tables = [
+        ("", ""),
+        ("[bgp]\n", "## `[bgp]`"),
+        ("[bgp.graceful_restart]\n", "### `[bgp.graceful_restart]`"),
+        ("[[bgp.neighbor]]\n", "### `[[bgp.neighbor]]`"),
+        ("[vtep]\n", "## `[vtep]`"),
+        ("[[vni]]\n", "## `[[vni]]`"),
+        ("[control]\n", "## `[control]`"),
+        ("[mac]\n", "## `[mac]`"),
+        ("[dataplane]\n", "## `[dataplane]`"),
+        ("[log]\n", "## `[log]`"),
+    ];
+    for (header, heading) in tables {
+        let text = format!("{header}zzz_not_a_key = 1\n");
+        let ps = problems(&text);
+        let msg = ps[0].to_string();
+        // serde: "expected one of `a`, `b`, `c`" or "expected `a` or `b`".
+        let expected = msg
+            .split("expected one of ")
+            .nth(1)
+            .or_else(|| msg.split("expected ").nth(1))
+            .unwrap_or_else(|| panic!("{msg}"))
+            .replace(" or ", ", ");
+        let section = if heading.is_empty() {
+            docs
+        } else {
+            let start = docs.find(heading).unwrap_or_else(|| panic!("no {heading}"));
+            let rest = &docs[start + heading.len()..];
+            let end = rest.find("\n#").unwrap_or(rest.len());
+            &rest[..end]
+        };
+        for key in expected.split(", ") {
+            let key = key.trim_matches('`');
+            if heading.is_empty() {
+                let h = format!("`[{key}]`");
+                let h2 = format!("`[[{key}]]`");
+                assert!(
+                    docs.contains(&h) || docs.contains(&h2),
+                    "section {key} not documented"
+                );
+            } else if key != "neighbor" && key != "graceful_restart" {
+                assert!(
+                    section.contains(&format!("| `{key}` |")),
+                    "{header}{key} not documented under {heading}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn documented_error_example_is_real() {
+    let t = BASE.replace("router_id = \"10.255.0.2\"", "router_id = \"2001:db8::1\"");
+    let e = parse(&t, "/etc/evpnd/evpnd.toml").unwrap_err().to_string();
+    let line = e.lines().next().unwrap();
+    assert!(
+        include_str!("../../docs/config.md").contains(line),
+        "{line}"
+    );
+}
