@@ -20,17 +20,22 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as TokioBufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 pub use evpnd_config::DEFAULT_SOCKET;
 
 /// Longest request line the server accepts (requests are tiny).
 pub const MAX_REQUEST_LINE: usize = 64 * 1024;
+/// Clients served at once; further connections wait in the backlog.
+pub const MAX_CLIENTS: usize = 64;
+/// A connection with no request for this long is closed.
+pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Longest response line a client accepts (a full route dump can be large).
 pub const MAX_RESPONSE_LINE: usize = 1024 * 1024 * 1024;
 
@@ -462,12 +467,23 @@ pub async fn serve(path: &Path, handler: RequestSender) -> io::Result<()> {
 /// Accept clients on `listener`, each served by its own task. Returns when
 /// the handler channel is closed (daemon shutting down).
 pub async fn serve_listener(listener: UnixListener, handler: RequestSender) -> io::Result<()> {
+    let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
     loop {
+        // Wait for a free slot first, so a flood of idle clients cannot
+        // exhaust file descriptors or memory.
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return Ok(()),
+            },
+            _ = handler.closed() => return Ok(()),
+        };
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let h = handler.clone();
                     tokio::spawn(async move {
+                        let _permit = permit;
                         if let Err(e) = serve_client(stream, h).await {
                             tracing::debug!(error = %e, "control client connection ended with error");
                         }
@@ -491,10 +507,12 @@ async fn serve_client(stream: UnixStream, handler: RequestSender) -> io::Result<
     loop {
         line.clear();
         let limit = (MAX_REQUEST_LINE + 1) as u64;
-        let n = (&mut reader)
-            .take(limit)
-            .read_until(b'\n', &mut line)
-            .await?;
+        let mut limited = (&mut reader).take(limit);
+        let read = limited.read_until(b'\n', &mut line);
+        let n = match tokio::time::timeout(CLIENT_IDLE_TIMEOUT, read).await {
+            Ok(r) => r?,
+            Err(_) => return Ok(()),
+        };
         if n == 0 {
             return Ok(());
         }
@@ -791,6 +809,33 @@ mod tests {
                 ..
             }
         ));
+
+        // Many clients at once, each on its own connection.
+        let mut tasks = Vec::new();
+        for i in 0..(MAX_CLIENTS as u8 + 16) {
+            let p = path.clone();
+            tasks.push(tokio::spawn(async move {
+                let a = IpAddr::from([10, 0, 0, i]);
+                let r = request(
+                    &p,
+                    &Request::ClearNeighbor {
+                        address: a,
+                        soft: false,
+                    },
+                )
+                .await;
+                assert_eq!(
+                    r.unwrap(),
+                    Response::Cleared {
+                        address: a,
+                        soft: false
+                    }
+                );
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
 
         // A second daemon must not steal a live socket.
         let err = bind(&path).unwrap_err();
