@@ -677,3 +677,20 @@ fn documented_error_example_is_real() {
         "{line}"
     );
 }
+
+#[test]
+fn settings_display() {
+    assert_eq!(RdSetting::Auto.to_string(), "auto");
+    let v = AdminValue::parse("10.0.0.1:7").unwrap();
+    assert_eq!(RdSetting::Explicit(v).to_string(), "10.0.0.1:7");
+    let l = RtSetting::List(vec![
+        AdminValue::parse("65000:100").unwrap(),
+        AdminValue::parse("65000:200").unwrap(),
+    ]);
+    assert_eq!(l.to_string(), "65000:100 65000:200");
+    assert_eq!(RtSetting::AutoRfc8365.to_string(), "auto-rfc8365");
+    assert_eq!(
+        FloodMode::IngressReplication.to_string(),
+        "ingress-replication"
+    );
+}

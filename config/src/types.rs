@@ -306,3 +306,37 @@ pub enum LogFormat {
     /// One JSON object per line.
     Json,
 }
+
+impl fmt::Display for RdSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RdSetting::Auto => f.write_str("auto"),
+            RdSetting::Explicit(v) => v.fmt(f),
+        }
+    }
+}
+
+impl fmt::Display for RtSetting {
+    /// `auto`, `auto-rfc8365`, or the targets separated by spaces.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RtSetting::Auto => f.write_str("auto"),
+            RtSetting::AutoRfc8365 => f.write_str("auto-rfc8365"),
+            RtSetting::List(l) => {
+                for (i, v) in l.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(" ")?;
+                    }
+                    v.fmt(f)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl fmt::Display for FloodMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
