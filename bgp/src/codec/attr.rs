@@ -8,8 +8,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::read::{offset, take, u16_, u8_, PResult};
 use super::CodecOptions;
 use crate::attr::{
-    code, flags, Aggregator, AsPath, AsSegment, ExtCommunity, Origin, PathAttributes,
-    PmsiTunnel, RawAttribute,
+    code, flags, Aggregator, AsPath, AsSegment, ExtCommunity, Origin, PathAttributes, PmsiTunnel,
+    RawAttribute,
 };
 use crate::error::notif::{MALFORMED_ATTRIBUTE_LIST, OPTIONAL_ATTRIBUTE_ERROR};
 use crate::error::{AttrErrorKind, AttrErrorReport, DecodeError, ErrorAction};
@@ -257,9 +257,7 @@ pub(crate) fn decode_attributes<N: Nlri>(
             }),
             // RFC 7606 §7.10.
             code::CLUSTER_LIST => words(t.value, 4).map(|w| {
-                out.attrs.cluster_list = w
-                    .map(|c| Ipv4Addr::new(c[0], c[1], c[2], c[3]))
-                    .collect()
+                out.attrs.cluster_list = w.map(|c| Ipv4Addr::new(c[0], c[1], c[2], c[3])).collect()
             }),
             // RFC 7606 §7.14.
             code::EXTENDED_COMMUNITIES => words(t.value, 8).map(|w| {
@@ -300,7 +298,14 @@ pub(crate) fn decode_attributes<N: Nlri>(
         }
     }
 
-    finish_as_attrs(&mut out, opts, as_path, as4_path, aggregator, as4_aggregator);
+    finish_as_attrs(
+        &mut out,
+        opts,
+        as_path,
+        as4_path,
+        aggregator,
+        as4_aggregator,
+    );
     Ok(out)
 }
 
@@ -721,7 +726,10 @@ pub(crate) fn encode_attributes<N: Nlri>(
     }
     if let Some(u) = mp_unreach {
         mp_unreach_value(u, &mut v);
-        put_attr(buf, OPT_NON_TRANS, code::MP_UNREACH_NLRI, &v, true);
+        // FRR writes End-of-RIB's empty MP_UNREACH with a 1-byte length and
+        // real withdraws with the extended length.
+        let ext = !u.withdrawn.is_empty();
+        put_attr(buf, OPT_NON_TRANS, code::MP_UNREACH_NLRI, &v, ext);
         v.clear();
     }
 
@@ -738,15 +746,30 @@ pub(crate) fn encode_attributes<N: Nlri>(
     }
     if let Some(p) = &attrs.as_path {
         let width = if wide { 4 } else { 2 };
-        add(code::AS_PATH, WELL_KNOWN, &|b| as_path_value(p, width, false, b), true);
+        add(
+            code::AS_PATH,
+            WELL_KNOWN,
+            &|b| as_path_value(p, width, false, b),
+            true,
+        );
         // RFC 6793 §4.2.2: a 2-octet session gets AS_TRANS in AS_PATH and
         // the real path in AS4_PATH.
         if !wide && needs_as4(p) {
-            add(code::AS4_PATH, OPT_TRANS, &|b| as_path_value(p, 4, true, b), false);
+            add(
+                code::AS4_PATH,
+                OPT_TRANS,
+                &|b| as_path_value(p, 4, true, b),
+                false,
+            );
         }
     }
     if let Some(nh) = attrs.next_hop {
-        add(code::NEXT_HOP, WELL_KNOWN, &|b| b.put_slice(&nh.octets()), false);
+        add(
+            code::NEXT_HOP,
+            WELL_KNOWN,
+            &|b| b.put_slice(&nh.octets()),
+            false,
+        );
     }
     if let Some(m) = attrs.med {
         add(code::MED, OPT_NON_TRANS, &|b| b.put_u32(m), false);
@@ -759,59 +782,102 @@ pub(crate) fn encode_attributes<N: Nlri>(
     }
     if let Some(a) = &attrs.aggregator {
         if wide {
-            add(code::AGGREGATOR, OPT_TRANS, &|b| {
-                b.put_u32(a.asn.0);
-                b.put_slice(&a.address.octets());
-            }, false);
-        } else {
-            let small = u16::try_from(a.asn.0).ok();
-            add(code::AGGREGATOR, OPT_TRANS, &|b| {
-                b.put_u16(small.unwrap_or(Asn::TRANS.0 as u16));
-                b.put_slice(&a.address.octets());
-            }, false);
-            if small.is_none() {
-                add(code::AS4_AGGREGATOR, OPT_TRANS, &|b| {
+            add(
+                code::AGGREGATOR,
+                OPT_TRANS,
+                &|b| {
                     b.put_u32(a.asn.0);
                     b.put_slice(&a.address.octets());
-                }, false);
+                },
+                false,
+            );
+        } else {
+            let small = u16::try_from(a.asn.0).ok();
+            add(
+                code::AGGREGATOR,
+                OPT_TRANS,
+                &|b| {
+                    b.put_u16(small.unwrap_or(Asn::TRANS.0 as u16));
+                    b.put_slice(&a.address.octets());
+                },
+                false,
+            );
+            if small.is_none() {
+                add(
+                    code::AS4_AGGREGATOR,
+                    OPT_TRANS,
+                    &|b| {
+                        b.put_u32(a.asn.0);
+                        b.put_slice(&a.address.octets());
+                    },
+                    false,
+                );
             }
         }
     }
     if !attrs.communities.is_empty() {
-        add(code::COMMUNITIES, OPT_TRANS, &|b| {
-            for c in &attrs.communities {
-                b.put_u32(*c);
-            }
-        }, false);
+        add(
+            code::COMMUNITIES,
+            OPT_TRANS,
+            &|b| {
+                for c in &attrs.communities {
+                    b.put_u32(*c);
+                }
+            },
+            false,
+        );
     }
     if let Some(o) = attrs.originator_id {
-        add(code::ORIGINATOR_ID, OPT_NON_TRANS, &|b| b.put_slice(&o.octets()), false);
+        add(
+            code::ORIGINATOR_ID,
+            OPT_NON_TRANS,
+            &|b| b.put_slice(&o.octets()),
+            false,
+        );
     }
     if !attrs.cluster_list.is_empty() {
-        add(code::CLUSTER_LIST, OPT_NON_TRANS, &|b| {
-            for c in &attrs.cluster_list {
-                b.put_slice(&c.octets());
-            }
-        }, false);
+        add(
+            code::CLUSTER_LIST,
+            OPT_NON_TRANS,
+            &|b| {
+                for c in &attrs.cluster_list {
+                    b.put_slice(&c.octets());
+                }
+            },
+            false,
+        );
     }
     if !attrs.ext_communities.is_empty() {
-        add(code::EXTENDED_COMMUNITIES, OPT_TRANS, &|b| {
-            for c in &attrs.ext_communities {
-                b.put_slice(&c.0);
-            }
-        }, false);
+        add(
+            code::EXTENDED_COMMUNITIES,
+            OPT_TRANS,
+            &|b| {
+                for c in &attrs.ext_communities {
+                    b.put_slice(&c.0);
+                }
+            },
+            false,
+        );
     }
     if let Some(p) = &attrs.pmsi_tunnel {
-        add(code::PMSI_TUNNEL, OPT_TRANS, &|b| {
-            b.put_u8(p.flags);
-            b.put_u8(p.tunnel_type);
-            b.put_slice(&(p.label & 0x00ff_ffff).to_be_bytes()[1..]);
-            b.put_slice(&p.tunnel_id);
-        }, false);
+        add(
+            code::PMSI_TUNNEL,
+            OPT_TRANS,
+            &|b| {
+                b.put_u8(p.flags);
+                b.put_u8(p.tunnel_type);
+                b.put_slice(&(p.label & 0x00ff_ffff).to_be_bytes()[1..]);
+                b.put_slice(&p.tunnel_id);
+            },
+            false,
+        );
     }
     for r in &attrs.unknown {
         if is_known(r.type_code) {
-            tracing::warn!(type_code = r.type_code, "raw attribute with a typed code not sent");
+            tracing::warn!(
+                type_code = r.type_code,
+                "raw attribute with a typed code not sent"
+            );
             continue;
         }
         list.push((r.type_code, r.flags, r.value.clone(), false));

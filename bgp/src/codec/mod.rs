@@ -8,8 +8,9 @@
 //!   choices so that FRR's messages re-encode byte for byte (see
 //!   `docs/captures.md`): one capability per optional parameter; MP_REACH,
 //!   MP_UNREACH, then the other attributes in type-code order; the
-//!   extended-length flag on AS_PATH, MP_REACH_NLRI, MP_UNREACH_NLRI and on
-//!   anything longer than 255 bytes.
+//!   extended-length flag on AS_PATH, MP_REACH_NLRI, a non-empty
+//!   MP_UNREACH_NLRI (not on End-of-RIB's empty one) and on anything longer
+//!   than 255 bytes.
 //! - [`pack_reach`] / [`pack_unreach`] split many NLRI into UPDATEs that fit.
 //!
 //! [`Update::errors`]: crate::message::Update::errors

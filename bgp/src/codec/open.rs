@@ -52,7 +52,11 @@ pub(crate) fn decode_open(msg: &[u8]) -> Result<Open, DecodeError> {
     // §6.2: the data of Unsupported Version Number is the largest version we
     // support, as two octets.
     if version != 4 {
-        return Err(open_err(19, UNSUPPORTED_VERSION, 4u16.to_be_bytes().to_vec()));
+        return Err(open_err(
+            19,
+            UNSUPPORTED_VERSION,
+            4u16.to_be_bytes().to_vec(),
+        ));
     }
     if hold_time == 1 || hold_time == 2 {
         return Err(open_err(22, UNACCEPTABLE_HOLD_TIME, Vec::new()));
@@ -107,7 +111,8 @@ pub(crate) fn decode_open(msg: &[u8]) -> Result<Open, DecodeError> {
         } else {
             // Kept: the session decides whether it is unsupported (§6.2
             // subcode 4).
-            open.other_params.push((ptype, Bytes::copy_from_slice(value)));
+            open.other_params
+                .push((ptype, Bytes::copy_from_slice(value)));
         }
         i = r;
     }
@@ -116,7 +121,11 @@ pub(crate) fn decode_open(msg: &[u8]) -> Result<Open, DecodeError> {
 
 /// Every capability in one Capabilities parameter (RFC 5492 §4: a parameter
 /// may carry one or several).
-fn decode_capabilities(msg: &[u8], mut i: &[u8], out: &mut Vec<Capability>) -> Result<(), DecodeError> {
+fn decode_capabilities(
+    msg: &[u8],
+    mut i: &[u8],
+    out: &mut Vec<Capability>,
+) -> Result<(), DecodeError> {
     while !i.is_empty() {
         let at = offset(msg, i);
         let tlv = |i| -> PResult<'_, (u8, &[u8])> {
@@ -235,7 +244,11 @@ pub(crate) fn encode_open(o: &Open, buf: &mut BytesMut) {
         let mut value = Vec::new();
         let code = capability_value(c, &mut value);
         let Ok(len) = u8::try_from(value.len()) else {
-            tracing::warn!(code, len = value.len(), "capability too long to send, left out");
+            tracing::warn!(
+                code,
+                len = value.len(),
+                "capability too long to send, left out"
+            );
             continue;
         };
         let mut p = Vec::with_capacity(2 + value.len());

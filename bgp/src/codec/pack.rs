@@ -91,7 +91,8 @@ pub fn pack_unreach<N: Nlri>(
 mod tests {
     use super::*;
     use crate::codec::{decode, try_encode};
-    use crate::message::{Message, NlriError};
+    use crate::error::NlriError;
+    use crate::message::Message;
     use bytes::{BufMut, BytesMut};
     use std::net::{IpAddr, Ipv4Addr};
 
@@ -104,7 +105,9 @@ mod tests {
             let mut out = Vec::new();
             while !buf.is_empty() {
                 let len = *buf.get(1).ok_or(NlriError::Truncated { offset: 0 })? as usize;
-                let item = buf.get(..2 + len).ok_or(NlriError::Truncated { offset: 0 })?;
+                let item = buf
+                    .get(..2 + len)
+                    .ok_or(NlriError::Truncated { offset: 0 })?;
                 out.push(Sized(item.to_vec()));
                 buf = &buf[2 + len..];
             }

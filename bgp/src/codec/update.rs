@@ -88,8 +88,8 @@ pub(crate) fn decode_update<N: Nlri>(
     // routes to install -> treat-as-withdraw. NEXT_HOP only matters for the
     // IPv4 NLRI field (RFC 4760 §3). LOCAL_PREF depends on the session
     // (iBGP) and is checked by the caller.
-    let has_reach = !update.nlri.is_empty()
-        || update.mp_reach.as_ref().is_some_and(|r| !r.nlri.is_empty());
+    let has_reach =
+        !update.nlri.is_empty() || update.mp_reach.as_ref().is_some_and(|r| !r.nlri.is_empty());
     if has_reach {
         let mut mandatory = vec![code::ORIGIN, code::AS_PATH];
         if !update.nlri.is_empty() {
@@ -98,7 +98,10 @@ pub(crate) fn decode_update<N: Nlri>(
         let attrs_end = offset(msg, nlri_field);
         for tc in mandatory {
             if !d.present[tc as usize] {
-                tracing::debug!(attr_type = tc, "missing well-known attribute (RFC 7606 §3d)");
+                tracing::debug!(
+                    attr_type = tc,
+                    "missing well-known attribute (RFC 7606 §3d)"
+                );
                 update.errors.push(AttrErrorReport {
                     attr_type: tc,
                     offset: attrs_end,
