@@ -1,1 +1,1 @@
-//! (To be implemented.)
+//! RIB
