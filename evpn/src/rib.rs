@@ -362,11 +362,13 @@ impl MacCand {
     }
 }
 
-/// RFC 7432 §15: higher sequence, then sticky, then (§15.1) lowest VTEP IP.
+/// RFC 7432 §15: a sticky (static) MAC does not move (§15.2), then the
+/// higher sequence wins, then (§15.1) the lowest VTEP IP. Sticky first is
+/// FRR's order too (bgp_path_info_cmp).
 fn cand_cmp(a: &MacCand, b: &MacCand) -> Ordering {
-    a.seq
-        .cmp(&b.seq)
-        .then(a.sticky.cmp(&b.sticky))
+    a.sticky
+        .cmp(&b.sticky)
+        .then(a.seq.cmp(&b.seq))
         .then(b.vtep.cmp(&a.vtep))
         .then(b.rd.cmp(&a.rd))
         .then(b.ip.cmp(&a.ip))
@@ -485,10 +487,9 @@ fn path_cmp(a: &Path, b: &Path, peers: &HashMap<PeerId, PeerState>, our_asn: u32
                 let mb = mac_mobility(&b.attrs.ext_communities);
                 let sa = ma.map_or(0, |m| m.sequence);
                 let sb = mb.map_or(0, |m| m.sequence);
-                sa.cmp(&sb).then(
-                    ma.is_some_and(|m| m.sticky())
-                        .cmp(&mb.is_some_and(|m| m.sticky())),
-                )
+                ma.is_some_and(|m| m.sticky())
+                    .cmp(&mb.is_some_and(|m| m.sticky()))
+                    .then(sa.cmp(&sb))
             } else {
                 Ordering::Equal
             }
@@ -538,6 +539,9 @@ fn path_cmp(a: &Path, b: &Path, peers: &HashMap<PeerId, PeerState>, our_asn: u32
 }
 
 fn select_best(paths: &mut [Path], peers: &HashMap<PeerId, PeerState>, our_asn: u32) {
+    if paths.len() < 2 {
+        return;
+    }
     let mut best = 0;
     for i in 1..paths.len() {
         if path_cmp(&paths[i], &paths[best], peers, our_asn) == Ordering::Greater {
