@@ -384,8 +384,20 @@ struct MacState {
     winner: Option<(MacLocation, u32)>,
     /// Sequence we currently advertise, if any.
     advertised: Option<u32>,
+    /// Duplicate detection state, allocated on the first move only.
+    dup: Option<Box<DupState>>,
+}
+
+#[derive(Debug, Default)]
+struct DupState {
     moves: VecDeque<Instant>,
     frozen: Option<Instant>,
+}
+
+impl MacState {
+    fn frozen(&self) -> Option<Instant> {
+        self.dup.as_ref().and_then(|d| d.frozen)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -700,7 +712,7 @@ impl Rib {
                         .filter(|k| {
                             self.macs
                                 .get(k)
-                                .and_then(|s| s.frozen)
+                                .and_then(MacState::frozen)
                                 .is_some_and(|t| now.saturating_duration_since(t) >= d)
                         })
                         .copied()
@@ -847,7 +859,12 @@ impl Rib {
         let old = contrib_of(&key, entry, self.cfg.local_vtep);
         match entry.paths.iter_mut().find(|p| p.peer == path.peer) {
             Some(p) => *p = path,
-            None => entry.paths.push(path),
+            None => {
+                // Exact growth: most routes have one or two paths, and Vec's
+                // default minimum capacity of 4 would triple the memory.
+                entry.paths.reserve_exact(1);
+                entry.paths.push(path)
+            }
         }
         select_best(&mut entry.paths, &self.peers, self.cfg.asn);
         let new = contrib_of(&key, entry, self.cfg.local_vtep);
@@ -983,6 +1000,7 @@ impl Rib {
                     for &vni in vnis.iter() {
                         let st = self.macs.entry((vni, *mac)).or_default();
                         if add {
+                            st.remote.reserve_exact(1);
                             st.remote.push(*cand);
                         } else if let Some(i) = st.remote.iter().position(|c| c.same_route(cand)) {
                             st.remote.swap_remove(i);
@@ -991,6 +1009,7 @@ impl Rib {
                         if let Some(ip) = cand.ip {
                             let ns = self.neighs.entry((vni, ip)).or_default();
                             if add {
+                                ns.remote.reserve_exact(1);
                                 ns.remote.push((*mac, *cand));
                             } else if let Some(i) = ns
                                 .remote
@@ -1054,7 +1073,7 @@ impl Rib {
             }
             return;
         }
-        if st.frozen.is_some() {
+        if st.frozen().is_some() {
             // Frozen duplicate: neither the FDB nor our advertisement follow.
             return;
         }
@@ -1087,30 +1106,29 @@ impl Rib {
                     });
                     let dd = self.cfg.dup_detect;
                     if dd.enabled {
-                        st.moves.push_back(now);
-                        while st
+                        let d = st.dup.get_or_insert_with(Box::default);
+                        d.moves.push_back(now);
+                        while d
                             .moves
                             .front()
                             .is_some_and(|t| now.saturating_duration_since(*t) > dd.window)
                         {
-                            st.moves.pop_front();
+                            d.moves.pop_front();
                         }
-                        if st.moves.len() as u32 > dd.max_moves {
-                            st.frozen = Some(now);
+                        let moves = d.moves.len() as u32;
+                        if moves > dd.max_moves {
+                            d.frozen = Some(now);
                             self.frozen.insert(key);
-                            tracing::warn!(%vni, %mac, moves = st.moves.len(), "duplicate MAC detected, frozen");
-                            out.events.push(RibEvent::DuplicateMacFrozen {
-                                vni,
-                                mac,
-                                moves: st.moves.len() as u32,
-                            });
+                            tracing::warn!(%vni, %mac, moves, "duplicate MAC detected, frozen");
+                            out.events
+                                .push(RibEvent::DuplicateMacFrozen { vni, mac, moves });
                         }
                     }
                 }
             }
         }
         let want = match st.winner {
-            Some((MacLocation::Local, seq)) if st.frozen.is_none() => Some(seq),
+            Some((MacLocation::Local, seq)) if st.frozen().is_none() => Some(seq),
             _ => None,
         };
         if want != st.advertised {
@@ -1146,8 +1164,7 @@ impl Rib {
 
     fn unfreeze(&mut self, vni: Vni, mac: MacAddress, now: Instant, out: &mut RibOutput) {
         if let Some(st) = self.macs.get_mut(&(vni, mac)) {
-            if st.frozen.take().is_some() {
-                st.moves.clear();
+            if st.dup.take().is_some_and(|d| d.frozen.is_some()) {
                 self.frozen.remove(&(vni, mac));
                 out.events.push(RibEvent::DuplicateMacCleared { vni, mac });
                 self.resolve_mac(vni, mac, now, out);
@@ -1587,7 +1604,7 @@ impl Rib {
                 seq: s.winner.map_or(0, |w| w.1),
                 local_seq: s.local,
                 remote_paths: s.remote.len(),
-                frozen: s.frozen.is_some(),
+                frozen: s.frozen().is_some(),
             })
             .collect();
         v.sort_by_key(|m| m.mac);
@@ -1640,4 +1657,17 @@ fn flood_value(
         .get(&vni)
         .is_some_and(|s| s.cfg.flood == FloodSource::Routes);
     (on && flood.get(&(vni, vtep)).is_some_and(|c| *c > 0)).then_some(DpVal::Present)
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// Keep the per-path footprint in check (1M routes must fit).
+    #[test]
+    fn sizes() {
+        assert!(std::mem::size_of::<Path>() <= 136);
+        assert!(std::mem::size_of::<RouteKey>() <= 40);
+        assert!(std::mem::size_of::<MacCand>() <= 56);
+    }
 }

@@ -1139,3 +1139,47 @@ fn best_path_prefers_shorter_cluster_list_then_lower_peer() {
         .collect();
     assert_eq!(best, vec![Some(ip(RR1))]);
 }
+
+fn rss_kib() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Memory for 1M remote MACs, each from two route reflectors. Run with
+/// `cargo test -p evpnd-evpn --release --test rib_scenarios million -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn million_routes_memory() {
+    let mut t = T::new();
+    t.peer_up(RR1);
+    t.peer_up(RR2);
+    let before = rss_kib().unwrap_or(0);
+    const N: u32 = 1_000_000;
+    for rr in [RR1, RR2] {
+        for u in 0..N / 1000 {
+            let update = from_vtep(
+                B,
+                100,
+                (0..1000)
+                    .map(|i| t2(B, 100, mac(u * 1000 + i), None))
+                    .collect(),
+                None,
+            );
+            t.rib.handle(
+                RibInput::Update {
+                    peer: ip(rr),
+                    update,
+                },
+                t.now,
+            );
+        }
+    }
+    let after = rss_kib().unwrap_or(0);
+    eprintln!(
+        "1M MACs x 2 paths: {} MiB RSS growth, {} bytes/route",
+        (after - before) / 1024,
+        (after - before) * 1024 / N as u64
+    );
+    assert_eq!(t.rib.counters().paths, 2 * N as u64);
+}
