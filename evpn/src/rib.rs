@@ -1,1 +1,1673 @@
-//! (To be implemented.)
+//! The EVPN RIB, sans-IO: BGP updates, session events, local MAC/neighbor
+//! learning and VNI configuration in; dataplane intents, outbound routes,
+//! timer requests and events out.
+//!
+//! Structure:
+//! - Loc-RIB: one entry per [`RouteKey`] holding every peer's path (the
+//!   Adj-RIB-In after import, merged); `paths[0]` is the best path.
+//! - The best path of each entry *contributes* to dataplane groups: a type-2
+//!   route to its (VNI, MAC) and (VNI, IP) groups, a type-3 route to a
+//!   reference count of (VNI, VTEP). Kernel state is derived from the groups,
+//!   so it lives while any path supports it, whatever the order of events
+//!   (two route reflectors, GR, withdraws).
+//! - Intents are computed at the end of a batch by comparing each touched
+//!   dataplane key with its value before the batch: no redundant upsert, no
+//!   remove of something never added, an add+remove in one batch cancels.
+//! - Our own routes (Adj-RIB-Out) are diffed the same way.
+//!
+//! Decisions:
+//! - Routes of type 2/3 that no local VNI imports are not stored (counted in
+//!   [`RibCounters::not_imported`]); when a VNI is added while sessions are
+//!   up the RIB asks peers for a route refresh to get them. Types 1, 4, 5 are
+//!   kept for display whatever their route targets.
+//! - [`FloodSource::None`] (static or multicast flooding): no Flood intents
+//!   and no type-3 origination, as FRR does with `flooding disable`.
+//! - Flood VTEP of a type-3 route: the PMSI tunnel endpoint for ingress
+//!   replication (RFC 6514 §5, RFC 8365 §5.1.3), the originating router IP
+//!   when the attribute is absent; other tunnel types give no flood entry.
+//! - Remote MAC VTEP: the route's next hop (RFC 8365 §5.1.2).
+//! - LOCAL_PREF 100 is put on originated routes; the session layer removes
+//!   it towards eBGP peers (RFC 4271 §5.1.5).
+
+use std::cmp::Ordering;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use evpnd_bgp::{AfiSafi, AsPath, NextHop, Origin, PathAttributes, Update};
+
+use crate::extcomm::{
+    mac_mobility, route_targets, tunnel_type, EvpnExtCommunity, ImportRt, MacMobility, PmsiView,
+    RouteTarget,
+};
+use crate::intent::Intent;
+use crate::route::{EvpnNlri, InclusiveMulticastRoute, MacIpRoute, RouteKey};
+use crate::types::{Esi, EthernetTag, Label, MacAddress, RouteDistinguisher, Vni};
+
+/// A BGP peer, by its address.
+pub type PeerId = IpAddr;
+
+/// Duplicate address detection (FRR's `dup-addr-detection`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DupDetectConfig {
+    pub enabled: bool,
+    /// More than this many moves within `window` freezes the MAC.
+    pub max_moves: u32,
+    pub window: Duration,
+    /// How long a MAC stays frozen; `None` = until
+    /// [`RibInput::ClearDuplicate`] or until nothing references the MAC.
+    pub freeze: Option<Duration>,
+}
+
+impl Default for DupDetectConfig {
+    fn default() -> Self {
+        DupDetectConfig {
+            enabled: true,
+            max_moves: 5,
+            window: Duration::from_secs(180),
+            freeze: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RibConfig {
+    pub router_id: Ipv4Addr,
+    pub asn: u32,
+    /// Our VTEP address: next hop and PMSI tunnel endpoint of our routes.
+    pub local_vtep: IpAddr,
+    pub dup_detect: DupDetectConfig,
+}
+
+/// Where BUM traffic of a VNI goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum FloodSource {
+    /// Head-end replication to the VTEPs of type-3 routes; we originate one.
+    #[default]
+    Routes,
+    /// Flooding configured outside (static list or multicast group): no
+    /// Flood intents, no type-3 origination.
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VniConfig {
+    pub vni: Vni,
+    pub rd: RouteDistinguisher,
+    pub import_rts: Vec<ImportRt>,
+    pub export_rts: Vec<RouteTarget>,
+    pub flood: FloodSource,
+}
+
+impl VniConfig {
+    /// FRR's defaults: RD `router-id:index`, export `(ASN & 0xffff):VNI`,
+    /// import `*:VNI`, head-end replication.
+    pub fn auto(vni: Vni, asn: u32, router_id: Ipv4Addr, rd_index: u16) -> Self {
+        VniConfig {
+            vni,
+            rd: RouteDistinguisher::auto(router_id, rd_index),
+            import_rts: vec![ImportRt::auto(vni)],
+            export_rts: vec![RouteTarget::auto(asn, vni)],
+            flood: FloodSource::Routes,
+        }
+    }
+}
+
+// Inputs are moved, not stored: boxing the UPDATE would only add an
+// allocation per message.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum RibInput {
+    PeerUp {
+        peer: PeerId,
+        router_id: Ipv4Addr,
+        asn: u32,
+    },
+    /// Session lost. With `graceful_restart`, the peer's paths are kept
+    /// (stale) for that long or until its End-of-RIB (RFC 4724 §4.2).
+    PeerDown {
+        peer: PeerId,
+        graceful_restart: Option<Duration>,
+    },
+    Update {
+        peer: PeerId,
+        update: Update<EvpnNlri>,
+    },
+    EndOfRib {
+        peer: PeerId,
+    },
+    StaleTimerExpired {
+        peer: PeerId,
+    },
+    /// The peer asked for our routes again (RFC 2918).
+    RouteRefresh {
+        peer: PeerId,
+    },
+    /// Add a VNI or change its configuration.
+    VniAdd(VniConfig),
+    VniRemove(Vni),
+    LocalMacAdd {
+        vni: Vni,
+        mac: MacAddress,
+    },
+    LocalMacRemove {
+        vni: Vni,
+        mac: MacAddress,
+    },
+    LocalNeighAdd {
+        vni: Vni,
+        ip: IpAddr,
+        mac: MacAddress,
+    },
+    LocalNeighRemove {
+        vni: Vni,
+        ip: IpAddr,
+    },
+    /// Operator clears a frozen duplicate MAC.
+    ClearDuplicate {
+        vni: Vni,
+        mac: MacAddress,
+    },
+    /// Periodic (every second or so): freeze expiry.
+    Tick,
+}
+
+/// A route to send: NLRI, shared attributes, next hop.
+pub type OutRoute = (EvpnNlri, Arc<PathAttributes>, IpAddr);
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outbound {
+    /// `to: None` = every established peer.
+    Announce {
+        to: Option<PeerId>,
+        routes: Vec<OutRoute>,
+    },
+    Withdraw {
+        to: Option<PeerId>,
+        routes: Vec<EvpnNlri>,
+    },
+    EndOfRib {
+        to: PeerId,
+    },
+    /// Ask peers to send their routes again (RFC 2918), e.g. after a VNI was
+    /// added whose routes were not imported before.
+    RouteRefreshRequest {
+        to: Option<PeerId>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerRequest {
+    /// Send [`RibInput::StaleTimerExpired`] for `peer` after `after`.
+    Stale { peer: PeerId, after: Duration },
+}
+
+/// Where a MAC is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MacLocation {
+    Local,
+    Remote(IpAddr),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RibEvent {
+    MacMoved {
+        vni: Vni,
+        mac: MacAddress,
+        from: MacLocation,
+        to: MacLocation,
+        seq: u32,
+    },
+    DuplicateMacFrozen {
+        vni: Vni,
+        mac: MacAddress,
+        moves: u32,
+    },
+    DuplicateMacCleared {
+        vni: Vni,
+        mac: MacAddress,
+    },
+    StalePathsSwept {
+        peer: PeerId,
+        count: usize,
+    },
+    /// An UPDATE's routes were handled as withdrawn (RFC 7606).
+    TreatedAsWithdraw {
+        peer: PeerId,
+        count: usize,
+    },
+    /// Routes whose ORIGINATOR_ID is our router id (RFC 4456 §8).
+    OwnRoutesDropped {
+        peer: PeerId,
+        count: usize,
+    },
+    NotImported {
+        peer: PeerId,
+        count: usize,
+    },
+    BadNextHop {
+        peer: PeerId,
+    },
+    UnknownVni {
+        vni: Vni,
+    },
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RibOutput {
+    pub intents: Vec<Intent>,
+    pub outbound: Vec<Outbound>,
+    pub timers: Vec<TimerRequest>,
+    pub events: Vec<RibEvent>,
+}
+
+/// Cumulative counters plus a Loc-RIB census.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RibCounters {
+    /// Best routes per VNI and route type (index = type, 1..=5).
+    pub per_vni: BTreeMap<Vni, [u64; 6]>,
+    /// Best routes imported by no VNI (types 1, 4, 5 kept for display).
+    pub no_vni: [u64; 6],
+    pub routes: u64,
+    pub paths: u64,
+    pub local_routes: u64,
+    /// Type-2/3 NLRI dropped because no VNI imports their route targets.
+    pub not_imported: u64,
+    pub own_dropped: u64,
+    pub treated_as_withdraw: u64,
+}
+
+/// One path, for display.
+#[derive(Debug, Clone)]
+pub struct RouteView<'a> {
+    pub nlri: &'a EvpnNlri,
+    /// `None` for our own routes.
+    pub peer: Option<PeerId>,
+    pub next_hop: IpAddr,
+    pub attrs: &'a Arc<PathAttributes>,
+    pub best: bool,
+    pub stale: bool,
+    pub vnis: &'a [Vni],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MacView {
+    pub mac: MacAddress,
+    pub location: Option<MacLocation>,
+    pub seq: u32,
+    /// Sequence we hold for the MAC if it is learned here.
+    pub local_seq: Option<u32>,
+    pub remote_paths: usize,
+    pub frozen: bool,
+}
+
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+struct PeerState {
+    router_id: Ipv4Addr,
+    asn: u32,
+    established: bool,
+    has_stale: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Path {
+    peer: PeerId,
+    nlri: EvpnNlri,
+    attrs: Arc<PathAttributes>,
+    next_hop: IpAddr,
+    /// VNIs importing this path (shared by all NLRI of an UPDATE).
+    vnis: Arc<[Vni]>,
+    stale: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+struct RouteEntry {
+    /// `paths[0]` is the best path.
+    paths: Vec<Path>,
+}
+
+/// What the best path of one entry adds to the dataplane groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Contrib {
+    None,
+    Mac {
+        vnis: Arc<[Vni]>,
+        mac: MacAddress,
+        cand: MacCand,
+    },
+    Flood {
+        vnis: Arc<[Vni]>,
+        vtep: IpAddr,
+    },
+}
+
+/// A remote claim on a MAC (one per route key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MacCand {
+    rd: RouteDistinguisher,
+    eth_tag: EthernetTag,
+    ip: Option<IpAddr>,
+    seq: u32,
+    sticky: bool,
+    vtep: IpAddr,
+}
+
+impl MacCand {
+    fn same_route(&self, o: &MacCand) -> bool {
+        self.rd == o.rd && self.eth_tag == o.eth_tag && self.ip == o.ip
+    }
+}
+
+/// RFC 7432 §15: a sticky (static) MAC does not move (§15.2), then the
+/// higher sequence wins, then (§15.1) the lowest VTEP IP. Sticky first is
+/// FRR's order too (bgp_path_info_cmp).
+fn cand_cmp(a: &MacCand, b: &MacCand) -> Ordering {
+    a.sticky
+        .cmp(&b.sticky)
+        .then(a.seq.cmp(&b.seq))
+        .then(b.vtep.cmp(&a.vtep))
+        .then(b.rd.cmp(&a.rd))
+        .then(b.ip.cmp(&a.ip))
+}
+
+#[derive(Debug, Default)]
+struct MacState {
+    remote: Vec<MacCand>,
+    /// Learned here, with the sequence number we advertise.
+    local: Option<u32>,
+    /// Local neighbor IPs on this MAC (MAC+IP routes we originate).
+    local_ips: Vec<IpAddr>,
+    winner: Option<(MacLocation, u32)>,
+    /// Sequence we currently advertise, if any.
+    advertised: Option<u32>,
+    /// Duplicate detection state, allocated on the first move only.
+    dup: Option<Box<DupState>>,
+}
+
+#[derive(Debug, Default)]
+struct DupState {
+    moves: VecDeque<Instant>,
+    frozen: Option<Instant>,
+}
+
+impl MacState {
+    fn frozen(&self) -> Option<Instant> {
+        self.dup.as_ref().and_then(|d| d.frozen)
+    }
+}
+
+#[derive(Debug, Default)]
+struct NeighState {
+    /// (mac, candidate) per remote MAC+IP route for this IP.
+    remote: Vec<(MacAddress, MacCand)>,
+    installed: Option<MacAddress>,
+}
+
+#[derive(Debug)]
+struct VniState {
+    cfg: VniConfig,
+    /// Attributes of our type-2 routes with sequence 0 (shared).
+    t2_attrs: Arc<PathAttributes>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct LocalRoute {
+    vni: Vni,
+    nlri: EvpnNlri,
+    attrs: Arc<PathAttributes>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum DpKey {
+    Mac(Vni, MacAddress),
+    Flood(Vni, IpAddr),
+    Neigh(Vni, IpAddr),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DpVal {
+    Vtep(IpAddr),
+    Present,
+    Mac(MacAddress),
+}
+
+/// Keys touched in the current batch with their value before it.
+#[derive(Debug)]
+struct Pending<K, V> {
+    orig: HashMap<K, Option<V>>,
+    order: Vec<K>,
+}
+
+impl<K, V> Default for Pending<K, V> {
+    fn default() -> Self {
+        Pending {
+            orig: HashMap::new(),
+            order: Vec::new(),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Copy, V> Pending<K, V> {
+    fn touch(&mut self, k: K, cur: impl FnOnce() -> Option<V>) {
+        if let Entry::Vacant(e) = self.orig.entry(k) {
+            e.insert(cur());
+            self.order.push(k);
+        }
+    }
+    fn take(&mut self) -> (HashMap<K, Option<V>>, Vec<K>) {
+        (
+            std::mem::take(&mut self.orig),
+            std::mem::take(&mut self.order),
+        )
+    }
+}
+
+/// The EVPN RIB. See the module documentation.
+#[derive(Debug)]
+pub struct Rib {
+    cfg: RibConfig,
+    peers: HashMap<PeerId, PeerState>,
+    vnis: BTreeMap<Vni, VniState>,
+    exact_import: HashMap<RouteTarget, Vec<Vni>>,
+    any_as_import: HashMap<u32, Vec<Vni>>,
+    routes: HashMap<RouteKey, RouteEntry>,
+    macs: HashMap<(Vni, MacAddress), MacState>,
+    neighs: HashMap<(Vni, IpAddr), NeighState>,
+    flood: HashMap<(Vni, IpAddr), u32>,
+    local_neighs: HashMap<(Vni, IpAddr), MacAddress>,
+    frozen: HashSet<(Vni, MacAddress)>,
+    local_routes: HashMap<RouteKey, LocalRoute>,
+    dp: Pending<DpKey, DpVal>,
+    out: Pending<RouteKey, LocalRoute>,
+    full_table_to: Vec<(PeerId, bool)>,
+    counters: RibCounters,
+}
+
+/// RFC 4271 §9.1.2.2 with RFC 4456 §9, preceded by RFC 7432 §15 MAC
+/// mobility for type-2 routes. `Greater` = `a` is better.
+fn path_cmp(a: &Path, b: &Path, peers: &HashMap<PeerId, PeerState>, our_asn: u32) -> Ordering {
+    // Fresh paths over stale ones (RFC 4724 keeps stale paths as fallback).
+    b.stale
+        .cmp(&a.stale)
+        .then_with(|| {
+            if matches!(a.nlri, EvpnNlri::MacIp(_)) {
+                let ma = mac_mobility(&a.attrs.ext_communities);
+                let mb = mac_mobility(&b.attrs.ext_communities);
+                let sa = ma.map_or(0, |m| m.sequence);
+                let sb = mb.map_or(0, |m| m.sequence);
+                ma.is_some_and(|m| m.sticky())
+                    .cmp(&mb.is_some_and(|m| m.sticky()))
+                    .then(sa.cmp(&sb))
+            } else {
+                Ordering::Equal
+            }
+        })
+        .then_with(|| {
+            a.attrs
+                .local_pref
+                .unwrap_or(100)
+                .cmp(&b.attrs.local_pref.unwrap_or(100))
+        })
+        .then_with(|| {
+            let la = a.attrs.as_path.as_ref().map_or(0, AsPath::path_len);
+            let lb = b.attrs.as_path.as_ref().map_or(0, AsPath::path_len);
+            lb.cmp(&la)
+        })
+        .then_with(|| {
+            let oa = a.attrs.origin.unwrap_or(Origin::Incomplete);
+            let ob = b.attrs.origin.unwrap_or(Origin::Incomplete);
+            ob.cmp(&oa)
+        })
+        .then_with(|| {
+            // MED only between routes from the same neighbouring AS.
+            let na = a.attrs.as_path.as_ref().and_then(AsPath::first_as);
+            let nb = b.attrs.as_path.as_ref().and_then(AsPath::first_as);
+            if na == nb {
+                b.attrs.med.unwrap_or(0).cmp(&a.attrs.med.unwrap_or(0))
+            } else {
+                Ordering::Equal
+            }
+        })
+        .then_with(|| {
+            let ebgp = |p: &Path| peers.get(&p.peer).is_some_and(|s| s.asn != our_asn);
+            ebgp(a).cmp(&ebgp(b))
+        })
+        .then_with(|| {
+            let id = |p: &Path| {
+                p.attrs.originator_id.unwrap_or_else(|| {
+                    peers
+                        .get(&p.peer)
+                        .map_or(Ipv4Addr::BROADCAST, |s| s.router_id)
+                })
+            };
+            id(b).cmp(&id(a))
+        })
+        .then_with(|| b.attrs.cluster_list.len().cmp(&a.attrs.cluster_list.len()))
+        .then_with(|| b.peer.cmp(&a.peer))
+}
+
+fn select_best(paths: &mut [Path], peers: &HashMap<PeerId, PeerState>, our_asn: u32) {
+    if paths.len() < 2 {
+        return;
+    }
+    let mut best = 0;
+    for i in 1..paths.len() {
+        if path_cmp(&paths[i], &paths[best], peers, our_asn) == Ordering::Greater {
+            best = i;
+        }
+    }
+    paths.swap(0, best);
+}
+
+/// What an entry's best path contributes to the dataplane.
+fn contrib_of(key: &RouteKey, entry: &RouteEntry, local_vtep: IpAddr) -> Contrib {
+    let Some(best) = entry.paths.first() else {
+        return Contrib::None;
+    };
+    if best.vnis.is_empty() {
+        return Contrib::None;
+    }
+    match *key {
+        RouteKey::MacIp {
+            rd,
+            eth_tag,
+            mac,
+            ip,
+        } => {
+            // Our own VTEP as next hop is our route come back without
+            // ORIGINATOR_ID: never install it as remote.
+            if best.next_hop == local_vtep {
+                return Contrib::None;
+            }
+            let mm = mac_mobility(&best.attrs.ext_communities);
+            Contrib::Mac {
+                vnis: best.vnis.clone(),
+                mac,
+                cand: MacCand {
+                    rd,
+                    eth_tag,
+                    ip,
+                    seq: mm.map_or(0, |m| m.sequence),
+                    sticky: mm.is_some_and(|m| m.sticky()),
+                    vtep: best.next_hop,
+                },
+            }
+        }
+        RouteKey::InclusiveMulticast { originator, .. } => {
+            let vtep = match &best.attrs.pmsi_tunnel {
+                None => Some(originator),
+                Some(p) => {
+                    let v = PmsiView::new(p);
+                    if v.is_ingress_replication() {
+                        v.endpoint.or(Some(originator))
+                    } else {
+                        None
+                    }
+                }
+            };
+            match vtep {
+                Some(vtep) if vtep != local_vtep => Contrib::Flood {
+                    vnis: best.vnis.clone(),
+                    vtep,
+                },
+                _ => Contrib::None,
+            }
+        }
+        _ => Contrib::None,
+    }
+}
+
+impl Rib {
+    pub fn new(cfg: RibConfig) -> Self {
+        Rib {
+            cfg,
+            peers: HashMap::new(),
+            vnis: BTreeMap::new(),
+            exact_import: HashMap::new(),
+            any_as_import: HashMap::new(),
+            routes: HashMap::new(),
+            macs: HashMap::new(),
+            neighs: HashMap::new(),
+            flood: HashMap::new(),
+            local_neighs: HashMap::new(),
+            frozen: HashSet::new(),
+            local_routes: HashMap::new(),
+            dp: Pending::default(),
+            out: Pending::default(),
+            full_table_to: Vec::new(),
+            counters: RibCounters::default(),
+        }
+    }
+
+    pub fn config(&self) -> &RibConfig {
+        &self.cfg
+    }
+
+    pub fn handle(&mut self, input: RibInput, now: Instant) -> RibOutput {
+        self.handle_batch(std::iter::once(input), now)
+    }
+
+    /// Process inputs in order and emit one coalesced output.
+    pub fn handle_batch(
+        &mut self,
+        inputs: impl IntoIterator<Item = RibInput>,
+        now: Instant,
+    ) -> RibOutput {
+        let mut out = RibOutput::default();
+        for input in inputs {
+            self.process(input, now, &mut out);
+        }
+        self.flush(&mut out);
+        out
+    }
+
+    fn process(&mut self, input: RibInput, now: Instant, out: &mut RibOutput) {
+        match input {
+            RibInput::PeerUp {
+                peer,
+                router_id,
+                asn,
+            } => {
+                let st = self.peers.entry(peer).or_insert(PeerState {
+                    router_id,
+                    asn,
+                    established: true,
+                    has_stale: false,
+                });
+                st.router_id = router_id;
+                st.asn = asn;
+                st.established = true;
+                self.full_table_to.push((peer, true));
+            }
+            RibInput::PeerDown {
+                peer,
+                graceful_restart,
+            } => self.peer_down(peer, graceful_restart, now, out),
+            RibInput::Update { peer, update } => self.update(peer, update, now, out),
+            RibInput::EndOfRib { peer } | RibInput::StaleTimerExpired { peer } => {
+                self.sweep_stale(peer, now, out)
+            }
+            RibInput::RouteRefresh { peer } => self.full_table_to.push((peer, false)),
+            RibInput::VniAdd(cfg) => self.vni_add(cfg, now, out),
+            RibInput::VniRemove(vni) => self.vni_remove(vni, now, out),
+            RibInput::LocalMacAdd { vni, mac } => self.local_mac_add(vni, mac, now, out),
+            RibInput::LocalMacRemove { vni, mac } => {
+                if let Some(st) = self.macs.get_mut(&(vni, mac)) {
+                    st.local = None;
+                    self.resolve_mac(vni, mac, now, out);
+                }
+            }
+            RibInput::LocalNeighAdd { vni, ip, mac } => self.local_neigh_add(vni, ip, mac, out),
+            RibInput::LocalNeighRemove { vni, ip } => self.local_neigh_remove(vni, ip, now, out),
+            RibInput::ClearDuplicate { vni, mac } => self.unfreeze(vni, mac, now, out),
+            RibInput::Tick => {
+                if let Some(d) = self.cfg.dup_detect.freeze {
+                    let expired: Vec<_> = self
+                        .frozen
+                        .iter()
+                        .filter(|k| {
+                            self.macs
+                                .get(k)
+                                .and_then(MacState::frozen)
+                                .is_some_and(|t| now.saturating_duration_since(t) >= d)
+                        })
+                        .copied()
+                        .collect();
+                    for (vni, mac) in expired {
+                        self.unfreeze(vni, mac, now, out);
+                    }
+                }
+            }
+        }
+    }
+
+    // --- BGP side -----------------------------------------------------------
+
+    fn update(
+        &mut self,
+        peer: PeerId,
+        update: Update<EvpnNlri>,
+        now: Instant,
+        out: &mut RibOutput,
+    ) {
+        if update.is_end_of_rib() == Some(AfiSafi::L2VPN_EVPN) {
+            self.sweep_stale(peer, now, out);
+            return;
+        }
+        let as_withdraw = update.treat_as_withdraw();
+        let Update {
+            attributes,
+            mp_reach,
+            mp_unreach,
+            ..
+        } = update;
+        if let Some(un) = mp_unreach {
+            if un.afi_safi == AfiSafi::L2VPN_EVPN {
+                for n in &un.withdrawn {
+                    self.withdraw(peer, &n.key(), now, out);
+                }
+            }
+        }
+        let Some(reach) = mp_reach else { return };
+        if reach.afi_safi != AfiSafi::L2VPN_EVPN || reach.nlri.is_empty() {
+            return;
+        }
+        let next_hop = match reach.next_hop {
+            NextHop::Ip(ip) => Some(ip),
+            NextHop::Ipv6WithLinkLocal(g, _) => Some(IpAddr::V6(g)),
+            NextHop::Raw(_) => None,
+        };
+        let drop_reason = if as_withdraw {
+            self.counters.treated_as_withdraw += reach.nlri.len() as u64;
+            Some(RibEvent::TreatedAsWithdraw {
+                peer,
+                count: reach.nlri.len(),
+            })
+        } else if attributes.originator_id == Some(self.cfg.router_id) {
+            // RFC 4456 §8: our own route reflected back.
+            self.counters.own_dropped += reach.nlri.len() as u64;
+            Some(RibEvent::OwnRoutesDropped {
+                peer,
+                count: reach.nlri.len(),
+            })
+        } else if next_hop.is_none() {
+            Some(RibEvent::BadNextHop { peer })
+        } else {
+            None
+        };
+        let (Some(next_hop), None) = (next_hop, &drop_reason) else {
+            if let Some(ev) = drop_reason {
+                tracing::debug!(?ev, "EVPN routes handled as withdrawn");
+                out.events.push(ev);
+            }
+            // Implicit withdraw of whatever the peer had for these keys.
+            for n in &reach.nlri {
+                self.withdraw(peer, &n.key(), now, out);
+            }
+            return;
+        };
+        let vnis = self.import_vnis(&attributes);
+        let attrs = Arc::new(attributes);
+        let mut not_imported = 0;
+        for nlri in reach.nlri {
+            let needs_vni = matches!(nlri, EvpnNlri::MacIp(_) | EvpnNlri::InclusiveMulticast(_));
+            if needs_vni && vnis.is_empty() {
+                not_imported += 1;
+                self.withdraw(peer, &nlri.key(), now, out);
+                continue;
+            }
+            let path = Path {
+                peer,
+                nlri,
+                attrs: attrs.clone(),
+                next_hop,
+                vnis: vnis.clone(),
+                stale: false,
+            };
+            self.upsert(path, now, out);
+        }
+        if not_imported > 0 {
+            self.counters.not_imported += not_imported as u64;
+            tracing::debug!(%peer, count = not_imported, "EVPN routes imported by no VNI");
+            out.events.push(RibEvent::NotImported {
+                peer,
+                count: not_imported,
+            });
+        }
+    }
+
+    fn import_vnis(&self, attrs: &PathAttributes) -> Arc<[Vni]> {
+        let mut v: Vec<Vni> = Vec::new();
+        for rt in route_targets(&attrs.ext_communities) {
+            if let Some(vs) = self.exact_import.get(&rt) {
+                v.extend(vs);
+            }
+            let any = match rt {
+                RouteTarget::As2 { value, .. } => Some(value),
+                RouteTarget::As4 { value, .. } => Some(u32::from(value)),
+                RouteTarget::Ipv4 { .. } => None,
+            };
+            if let Some(vs) = any.and_then(|a| self.any_as_import.get(&a)) {
+                v.extend(vs);
+            }
+        }
+        v.sort_unstable();
+        v.dedup();
+        v.into()
+    }
+
+    fn rebuild_import_index(&mut self) {
+        self.exact_import.clear();
+        self.any_as_import.clear();
+        for (vni, st) in &self.vnis {
+            for irt in &st.cfg.import_rts {
+                match irt {
+                    ImportRt::Exact(rt) => self.exact_import.entry(*rt).or_default().push(*vni),
+                    ImportRt::AnyAs(v) => self.any_as_import.entry(*v).or_default().push(*vni),
+                }
+            }
+        }
+    }
+
+    fn upsert(&mut self, path: Path, now: Instant, out: &mut RibOutput) {
+        let key = path.nlri.key();
+        let entry = self.routes.entry(key).or_default();
+        let old = contrib_of(&key, entry, self.cfg.local_vtep);
+        match entry.paths.iter_mut().find(|p| p.peer == path.peer) {
+            Some(p) => *p = path,
+            None => {
+                // Exact growth: most routes have one or two paths, and Vec's
+                // default minimum capacity of 4 would triple the memory.
+                entry.paths.reserve_exact(1);
+                entry.paths.push(path)
+            }
+        }
+        select_best(&mut entry.paths, &self.peers, self.cfg.asn);
+        let new = contrib_of(&key, entry, self.cfg.local_vtep);
+        if old != new {
+            self.apply(&old, &new, now, out);
+        }
+    }
+
+    fn withdraw(&mut self, peer: PeerId, key: &RouteKey, now: Instant, out: &mut RibOutput) {
+        let Some(entry) = self.routes.get_mut(key) else {
+            return;
+        };
+        let Some(pos) = entry.paths.iter().position(|p| p.peer == peer) else {
+            return;
+        };
+        let old = contrib_of(key, entry, self.cfg.local_vtep);
+        entry.paths.swap_remove(pos);
+        select_best(&mut entry.paths, &self.peers, self.cfg.asn);
+        let new = contrib_of(key, entry, self.cfg.local_vtep);
+        if entry.paths.is_empty() {
+            self.routes.remove(key);
+        }
+        if old != new {
+            self.apply(&old, &new, now, out);
+        }
+    }
+
+    /// Remove the paths of `peer` matching `pred` (all of them, or the
+    /// stale ones); one pass over the Loc-RIB.
+    fn remove_peer_paths(
+        &mut self,
+        peer: PeerId,
+        stale_only: bool,
+        now: Instant,
+        out: &mut RibOutput,
+    ) -> usize {
+        let mut changes = Vec::new();
+        let mut removed = 0;
+        let local_vtep = self.cfg.local_vtep;
+        let (peers, asn) = (&self.peers, self.cfg.asn);
+        self.routes.retain(|key, entry| {
+            let before = entry.paths.len();
+            let old = contrib_of(key, entry, local_vtep);
+            entry
+                .paths
+                .retain(|p| !(p.peer == peer && (p.stale || !stale_only)));
+            if entry.paths.len() != before {
+                removed += before - entry.paths.len();
+                select_best(&mut entry.paths, peers, asn);
+                let new = contrib_of(key, entry, local_vtep);
+                if old != new {
+                    changes.push((old, new));
+                }
+            }
+            !entry.paths.is_empty()
+        });
+        for (old, new) in changes {
+            self.apply(&old, &new, now, out);
+        }
+        removed
+    }
+
+    fn peer_down(&mut self, peer: PeerId, gr: Option<Duration>, now: Instant, out: &mut RibOutput) {
+        if let Some(st) = self.peers.get_mut(&peer) {
+            st.established = false;
+        }
+        self.full_table_to.retain(|(p, _)| *p != peer);
+        match gr {
+            Some(after) => {
+                // RFC 4724 §4.2: keep the paths, marked stale, and keep
+                // forwarding on them. Staleness only reorders paths among
+                // peers; the dataplane changes only if another peer's fresh
+                // path now wins.
+                let mut changes = Vec::new();
+                let local_vtep = self.cfg.local_vtep;
+                let (peers, asn) = (&self.peers, self.cfg.asn);
+                let mut any = false;
+                for (key, entry) in self.routes.iter_mut() {
+                    if !entry.paths.iter().any(|p| p.peer == peer) {
+                        continue;
+                    }
+                    any = true;
+                    let old = contrib_of(key, entry, local_vtep);
+                    for p in entry.paths.iter_mut().filter(|p| p.peer == peer) {
+                        p.stale = true;
+                    }
+                    select_best(&mut entry.paths, peers, asn);
+                    let new = contrib_of(key, entry, local_vtep);
+                    if old != new {
+                        changes.push((old, new));
+                    }
+                }
+                for (old, new) in changes {
+                    self.apply(&old, &new, now, out);
+                }
+                if let Some(st) = self.peers.get_mut(&peer) {
+                    st.has_stale |= any;
+                }
+                out.timers.push(TimerRequest::Stale { peer, after });
+            }
+            None => {
+                self.remove_peer_paths(peer, false, now, out);
+                if let Some(st) = self.peers.get_mut(&peer) {
+                    st.has_stale = false;
+                }
+            }
+        }
+    }
+
+    fn sweep_stale(&mut self, peer: PeerId, now: Instant, out: &mut RibOutput) {
+        let Some(st) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if !std::mem::take(&mut st.has_stale) {
+            return;
+        }
+        let count = self.remove_peer_paths(peer, true, now, out);
+        if count > 0 {
+            tracing::info!(%peer, count, "swept stale EVPN paths");
+            out.events.push(RibEvent::StalePathsSwept { peer, count });
+        }
+    }
+
+    // --- Dataplane groups ----------------------------------------------------
+
+    fn apply(&mut self, old: &Contrib, new: &Contrib, now: Instant, out: &mut RibOutput) {
+        let mut mac_keys: Vec<(Vni, MacAddress)> = Vec::new();
+        let mut neigh_keys: Vec<(Vni, IpAddr)> = Vec::new();
+        for (c, add) in [(old, false), (new, true)] {
+            match c {
+                Contrib::None => {}
+                Contrib::Mac { vnis, mac, cand } => {
+                    for &vni in vnis.iter() {
+                        let st = self.macs.entry((vni, *mac)).or_default();
+                        if add {
+                            st.remote.reserve_exact(1);
+                            st.remote.push(*cand);
+                        } else if let Some(i) = st.remote.iter().position(|c| c.same_route(cand)) {
+                            st.remote.swap_remove(i);
+                        }
+                        mac_keys.push((vni, *mac));
+                        if let Some(ip) = cand.ip {
+                            let ns = self.neighs.entry((vni, ip)).or_default();
+                            if add {
+                                ns.remote.reserve_exact(1);
+                                ns.remote.push((*mac, *cand));
+                            } else if let Some(i) = ns
+                                .remote
+                                .iter()
+                                .position(|(m, c)| m == mac && c.same_route(cand))
+                            {
+                                ns.remote.swap_remove(i);
+                            }
+                            neigh_keys.push((vni, ip));
+                        }
+                    }
+                }
+                Contrib::Flood { vnis, vtep } => {
+                    for &vni in vnis.iter() {
+                        let k = (vni, *vtep);
+                        let (flood, vni_states) = (&self.flood, &self.vnis);
+                        self.dp.touch(DpKey::Flood(vni, *vtep), || {
+                            flood_value(flood, vni_states, vni, *vtep)
+                        });
+                        if add {
+                            *self.flood.entry(k).or_insert(0) += 1;
+                        } else if let Entry::Occupied(mut e) = self.flood.entry(k) {
+                            *e.get_mut() -= 1;
+                            if *e.get() == 0 {
+                                e.remove();
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        mac_keys.dedup();
+        neigh_keys.dedup();
+        for (vni, mac) in mac_keys {
+            self.resolve_mac(vni, mac, now, out);
+        }
+        for (vni, ip) in neigh_keys {
+            self.resolve_neigh(vni, ip);
+        }
+    }
+
+    /// Decide where a MAC lives (RFC 7432 §15) and sync the FDB intent and
+    /// our own advertisement.
+    fn resolve_mac(&mut self, vni: Vni, mac: MacAddress, now: Instant, out: &mut RibOutput) {
+        let key = (vni, mac);
+        let Some(st) = self.macs.get_mut(&key) else {
+            return;
+        };
+        if st.remote.is_empty() && st.local.is_none() && st.local_ips.is_empty() {
+            let winner = st.winner;
+            self.dp.touch(DpKey::Mac(vni, mac), || {
+                remote_vtep(winner).map(DpVal::Vtep)
+            });
+            let advertised = st.advertised;
+            self.macs.remove(&key);
+            if self.frozen.remove(&key) {
+                out.events.push(RibEvent::DuplicateMacCleared { vni, mac });
+            }
+            if advertised.is_some() {
+                self.sync_local_routes(vni, mac, None, &[]);
+            }
+            return;
+        }
+        if st.frozen().is_some() {
+            // Frozen duplicate: neither the FDB nor our advertisement follow.
+            return;
+        }
+        let best = st.remote.iter().max_by(|a, b| cand_cmp(a, b)).copied();
+        let new = match (st.local, best) {
+            // A higher sequence elsewhere: the MAC moved away. A sticky
+            // remote MAC is never taken over by local learning (§15.2).
+            (Some(lseq), Some(r)) if r.seq > lseq || r.sticky => {
+                Some((MacLocation::Remote(r.vtep), r.seq))
+            }
+            (Some(lseq), _) => Some((MacLocation::Local, lseq)),
+            (None, Some(r)) => Some((MacLocation::Remote(r.vtep), r.seq)),
+            (None, None) => None,
+        };
+        if new != st.winner {
+            let old = st.winner;
+            self.dp
+                .touch(DpKey::Mac(vni, mac), || remote_vtep(old).map(DpVal::Vtep));
+            st.winner = new;
+            // A move = a new location with a higher sequence; falling back
+            // to an older path after a withdraw is not one.
+            if let (Some((from, oseq)), Some((to, nseq))) = (old, new) {
+                if from != to && nseq > oseq {
+                    out.events.push(RibEvent::MacMoved {
+                        vni,
+                        mac,
+                        from,
+                        to,
+                        seq: nseq,
+                    });
+                    let dd = self.cfg.dup_detect;
+                    if dd.enabled {
+                        let d = st.dup.get_or_insert_with(Box::default);
+                        d.moves.push_back(now);
+                        while d
+                            .moves
+                            .front()
+                            .is_some_and(|t| now.saturating_duration_since(*t) > dd.window)
+                        {
+                            d.moves.pop_front();
+                        }
+                        let moves = d.moves.len() as u32;
+                        if moves > dd.max_moves {
+                            d.frozen = Some(now);
+                            self.frozen.insert(key);
+                            tracing::warn!(%vni, %mac, moves, "duplicate MAC detected, frozen");
+                            out.events
+                                .push(RibEvent::DuplicateMacFrozen { vni, mac, moves });
+                        }
+                    }
+                }
+            }
+        }
+        let want = match st.winner {
+            Some((MacLocation::Local, seq)) if st.frozen().is_none() => Some(seq),
+            _ => None,
+        };
+        if want != st.advertised {
+            st.advertised = want;
+            let ips = st.local_ips.clone();
+            self.sync_local_routes(vni, mac, want, &ips);
+        }
+    }
+
+    fn resolve_neigh(&mut self, vni: Vni, ip: IpAddr) {
+        let key = (vni, ip);
+        let local = self.local_neighs.contains_key(&key);
+        let Some(st) = self.neighs.get_mut(&key) else {
+            return;
+        };
+        let want = if local {
+            None
+        } else {
+            st.remote
+                .iter()
+                .max_by(|a, b| cand_cmp(&a.1, &b.1).then(b.0.cmp(&a.0)))
+                .map(|(m, _)| *m)
+        };
+        if want != st.installed {
+            let old = st.installed;
+            self.dp.touch(DpKey::Neigh(vni, ip), || old.map(DpVal::Mac));
+            st.installed = want;
+        }
+        if st.remote.is_empty() && st.installed.is_none() {
+            self.neighs.remove(&key);
+        }
+    }
+
+    fn unfreeze(&mut self, vni: Vni, mac: MacAddress, now: Instant, out: &mut RibOutput) {
+        if let Some(st) = self.macs.get_mut(&(vni, mac)) {
+            if st.dup.take().is_some_and(|d| d.frozen.is_some()) {
+                self.frozen.remove(&(vni, mac));
+                out.events.push(RibEvent::DuplicateMacCleared { vni, mac });
+                self.resolve_mac(vni, mac, now, out);
+            }
+        }
+    }
+
+    // --- Local side ----------------------------------------------------------
+
+    fn local_mac_add(&mut self, vni: Vni, mac: MacAddress, now: Instant, out: &mut RibOutput) {
+        if !self.vnis.contains_key(&vni) {
+            out.events.push(RibEvent::UnknownVni { vni });
+            return;
+        }
+        let st = self.macs.entry((vni, mac)).or_default();
+        if matches!(st.winner, Some((MacLocation::Local, _))) && st.local.is_some() {
+            return;
+        }
+        // RFC 7432 §15: learning a MAC that a remote route holds with
+        // sequence N makes us advertise N+1.
+        let best = st.remote.iter().max_by(|a, b| cand_cmp(a, b)).copied();
+        let prev = st.local.unwrap_or(0);
+        st.local = Some(match best {
+            Some(r) if !r.sticky => prev.max(r.seq.saturating_add(1)),
+            _ => prev,
+        });
+        self.resolve_mac(vni, mac, now, out);
+    }
+
+    fn local_neigh_add(&mut self, vni: Vni, ip: IpAddr, mac: MacAddress, out: &mut RibOutput) {
+        if !self.vnis.contains_key(&vni) {
+            out.events.push(RibEvent::UnknownVni { vni });
+            return;
+        }
+        match self.local_neighs.insert((vni, ip), mac) {
+            Some(old) if old == mac => return,
+            Some(old) => self.detach_local_ip(vni, ip, old),
+            None => {}
+        }
+        let st = self.macs.entry((vni, mac)).or_default();
+        st.local_ips.push(ip);
+        if let Some(seq) = st.advertised {
+            self.sync_local_routes(vni, mac, Some(seq), &[ip]);
+            // The MAC-only route is already there: sync_local_routes is
+            // idempotent for it.
+        }
+        self.resolve_neigh(vni, ip);
+    }
+
+    fn local_neigh_remove(&mut self, vni: Vni, ip: IpAddr, now: Instant, out: &mut RibOutput) {
+        if let Some(mac) = self.local_neighs.remove(&(vni, ip)) {
+            self.detach_local_ip(vni, ip, mac);
+            self.resolve_mac(vni, mac, now, out);
+        }
+        self.resolve_neigh(vni, ip);
+    }
+
+    fn detach_local_ip(&mut self, vni: Vni, ip: IpAddr, mac: MacAddress) {
+        if let Some(st) = self.macs.get_mut(&(vni, mac)) {
+            st.local_ips.retain(|i| *i != ip);
+        }
+        if let Some(st) = self.vnis.get(&vni) {
+            let key = RouteKey::MacIp {
+                rd: st.cfg.rd,
+                eth_tag: EthernetTag(0),
+                mac,
+                ip: Some(ip),
+            };
+            self.set_local(key, None);
+        }
+    }
+
+    /// Originate (`Some(seq)`) or withdraw (`None`) our MAC route and the
+    /// MAC+IP routes for `ips`.
+    fn sync_local_routes(&mut self, vni: Vni, mac: MacAddress, seq: Option<u32>, ips: &[IpAddr]) {
+        let Some(vs) = self.vnis.get(&vni) else {
+            return;
+        };
+        let rd = vs.cfg.rd;
+        let attrs = seq.map(|s| {
+            if s == 0 {
+                vs.t2_attrs.clone()
+            } else {
+                let mut a = (*vs.t2_attrs).clone();
+                a.ext_communities
+                    .push(EvpnExtCommunity::MacMobility(MacMobility::new(s, false)).into());
+                Arc::new(a)
+            }
+        });
+        for ip in std::iter::once(None).chain(ips.iter().copied().map(Some)) {
+            let route = MacIpRoute {
+                rd,
+                esi: Esi::ZERO,
+                eth_tag: EthernetTag(0),
+                mac,
+                ip,
+                label1: Label::from_vni(vni),
+                label2: None,
+            };
+            let nlri = EvpnNlri::MacIp(route);
+            let lr = attrs.as_ref().map(|a| LocalRoute {
+                vni,
+                nlri,
+                attrs: a.clone(),
+            });
+            self.set_local(nlri.key(), lr);
+        }
+    }
+
+    fn set_local(&mut self, key: RouteKey, route: Option<LocalRoute>) {
+        let local_routes = &self.local_routes;
+        self.out.touch(key, || local_routes.get(&key).cloned());
+        match route {
+            Some(r) => {
+                self.local_routes.insert(key, r);
+            }
+            None => {
+                self.local_routes.remove(&key);
+            }
+        }
+    }
+
+    fn base_attrs(&self, cfg: &VniConfig) -> PathAttributes {
+        let mut ecs: Vec<_> = cfg.export_rts.iter().map(|rt| (*rt).into()).collect();
+        ecs.push(EvpnExtCommunity::Encapsulation(tunnel_type::VXLAN).into());
+        PathAttributes {
+            origin: Some(Origin::Igp),
+            as_path: Some(AsPath::default()),
+            local_pref: Some(100),
+            ext_communities: ecs,
+            ..PathAttributes::default()
+        }
+    }
+
+    fn type3_route(&self, cfg: &VniConfig) -> (RouteKey, LocalRoute) {
+        let mut attrs = self.base_attrs(cfg);
+        attrs.pmsi_tunnel = Some(PmsiView::ingress_replication(cfg.vni, self.cfg.local_vtep));
+        let nlri = EvpnNlri::InclusiveMulticast(InclusiveMulticastRoute {
+            rd: cfg.rd,
+            eth_tag: EthernetTag(0),
+            originator: self.cfg.local_vtep,
+        });
+        (
+            nlri.key(),
+            LocalRoute {
+                vni: cfg.vni,
+                nlri,
+                attrs: Arc::new(attrs),
+            },
+        )
+    }
+
+    // --- VNI configuration ---------------------------------------------------
+
+    /// Take every best path out of the dataplane groups (before a config
+    /// change) ...
+    fn remove_all_contribs(&mut self, now: Instant, out: &mut RibOutput) {
+        let local_vtep = self.cfg.local_vtep;
+        let olds: Vec<Contrib> = self
+            .routes
+            .iter()
+            .map(|(k, e)| contrib_of(k, e, local_vtep))
+            .filter(|c| *c != Contrib::None)
+            .collect();
+        for c in olds {
+            self.apply(&c, &Contrib::None, now, out);
+        }
+    }
+
+    /// ... and back in after it, re-importing every path.
+    fn reimport_and_add_contribs(&mut self, now: Instant, out: &mut RibOutput) {
+        let mut cache: HashMap<*const PathAttributes, Arc<[Vni]>> = HashMap::new();
+        let routes = std::mem::take(&mut self.routes);
+        let mut kept = HashMap::with_capacity(routes.len());
+        let mut news = Vec::new();
+        for (key, mut entry) in routes {
+            for p in entry.paths.iter_mut() {
+                p.vnis = cache
+                    .entry(Arc::as_ptr(&p.attrs))
+                    .or_insert_with(|| self.import_vnis(&p.attrs))
+                    .clone();
+            }
+            if matches!(
+                key,
+                RouteKey::MacIp { .. } | RouteKey::InclusiveMulticast { .. }
+            ) {
+                entry.paths.retain(|p| !p.vnis.is_empty());
+            }
+            if entry.paths.is_empty() {
+                continue;
+            }
+            select_best(&mut entry.paths, &self.peers, self.cfg.asn);
+            let c = contrib_of(&key, &entry, self.cfg.local_vtep);
+            if c != Contrib::None {
+                news.push(c);
+            }
+            kept.insert(key, entry);
+        }
+        self.routes = kept;
+        for c in news {
+            self.apply(&Contrib::None, &c, now, out);
+        }
+    }
+
+    fn vni_add(&mut self, cfg: VniConfig, now: Instant, out: &mut RibOutput) {
+        let vni = cfg.vni;
+        let prev = self.vnis.get(&vni).map(|s| s.cfg.clone());
+        if prev.as_ref() == Some(&cfg) {
+            return;
+        }
+        let import_changed = prev.as_ref().is_none_or(|p| p.import_rts != cfg.import_rts);
+        self.remove_all_contribs(now, out);
+        if prev.is_some() {
+            self.withdraw_local_vni(vni);
+        }
+        let mut t2 = self.base_attrs(&cfg);
+        t2.pmsi_tunnel = None;
+        let flood = cfg.flood;
+        self.vnis.insert(
+            vni,
+            VniState {
+                cfg: cfg.clone(),
+                t2_attrs: Arc::new(t2),
+            },
+        );
+        // Flood entries of this VNI depend on its flood mode.
+        let keys: Vec<_> = self.flood.keys().filter(|k| k.0 == vni).copied().collect();
+        for (v, vtep) in keys {
+            self.dp.touch(DpKey::Flood(v, vtep), || None);
+        }
+        self.rebuild_import_index();
+        self.reimport_and_add_contribs(now, out);
+        if flood == FloodSource::Routes {
+            let (k, r) = self.type3_route(&cfg);
+            self.set_local(k, Some(r));
+        }
+        // Re-originate the VNI's MACs (new RD or route targets).
+        let macs: Vec<_> = self.macs.keys().filter(|k| k.0 == vni).copied().collect();
+        for (v, mac) in macs {
+            if let Some(st) = self.macs.get_mut(&(v, mac)) {
+                st.advertised = None;
+            }
+            self.resolve_mac(v, mac, now, out);
+        }
+        if import_changed && self.peers.values().any(|p| p.established) {
+            out.outbound
+                .push(Outbound::RouteRefreshRequest { to: None });
+        }
+    }
+
+    fn withdraw_local_vni(&mut self, vni: Vni) {
+        let keys: Vec<_> = self
+            .local_routes
+            .iter()
+            .filter(|(_, r)| r.vni == vni)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in keys {
+            self.set_local(k, None);
+        }
+    }
+
+    fn vni_remove(&mut self, vni: Vni, now: Instant, out: &mut RibOutput) {
+        if !self.vnis.contains_key(&vni) {
+            return;
+        }
+        self.remove_all_contribs(now, out);
+        self.withdraw_local_vni(vni);
+        // Drop the VNI's MAC and neighbor state, frozen or not.
+        let macs: Vec<_> = self.macs.keys().filter(|k| k.0 == vni).copied().collect();
+        for k in macs {
+            if let Some(st) = self.macs.remove(&k) {
+                let w = st.winner;
+                self.dp
+                    .touch(DpKey::Mac(k.0, k.1), || remote_vtep(w).map(DpVal::Vtep));
+            }
+            self.frozen.remove(&k);
+        }
+        let neighs: Vec<_> = self.neighs.keys().filter(|k| k.0 == vni).copied().collect();
+        for k in neighs {
+            if let Some(st) = self.neighs.remove(&k) {
+                let m = st.installed;
+                self.dp.touch(DpKey::Neigh(k.0, k.1), || m.map(DpVal::Mac));
+            }
+        }
+        self.local_neighs.retain(|k, _| k.0 != vni);
+        self.vnis.remove(&vni);
+        self.rebuild_import_index();
+        self.reimport_and_add_contribs(now, out);
+    }
+
+    // --- Output --------------------------------------------------------------
+
+    fn current_dp(&self, key: &DpKey) -> Option<DpVal> {
+        match *key {
+            DpKey::Mac(vni, mac) => self
+                .macs
+                .get(&(vni, mac))
+                .and_then(|s| remote_vtep(s.winner))
+                .map(DpVal::Vtep),
+            DpKey::Flood(vni, vtep) => flood_value(&self.flood, &self.vnis, vni, vtep),
+            DpKey::Neigh(vni, ip) => self
+                .neighs
+                .get(&(vni, ip))
+                .and_then(|s| s.installed)
+                .map(DpVal::Mac),
+        }
+    }
+
+    fn flush(&mut self, out: &mut RibOutput) {
+        let (orig, order) = self.dp.take();
+        for key in order {
+            let before = orig.get(&key).copied().flatten();
+            let now = self.current_dp(&key);
+            if before == now {
+                continue;
+            }
+            let intent = match (key, now) {
+                (DpKey::Mac(vni, mac), Some(DpVal::Vtep(vtep))) => {
+                    Intent::RemoteMacUpsert { vni, mac, vtep }
+                }
+                (DpKey::Mac(vni, mac), _) => Intent::RemoteMacRemove { vni, mac },
+                (DpKey::Flood(vni, vtep), Some(_)) => Intent::FloodAdd { vni, vtep },
+                (DpKey::Flood(vni, vtep), None) => Intent::FloodRemove { vni, vtep },
+                (DpKey::Neigh(vni, ip), Some(DpVal::Mac(mac))) => {
+                    Intent::NeighborUpsert { vni, ip, mac }
+                }
+                (DpKey::Neigh(vni, ip), _) => Intent::NeighborRemove { vni, ip },
+            };
+            out.intents.push(intent);
+        }
+
+        let (orig, order) = self.out.take();
+        let any_up = self.peers.values().any(|p| p.established);
+        let nh = self.cfg.local_vtep;
+        if any_up {
+            let mut announce = Vec::new();
+            let mut withdraw = Vec::new();
+            for key in order {
+                let before = orig.get(&key).and_then(|o| o.as_ref());
+                match (before, self.local_routes.get(&key)) {
+                    (b, Some(cur)) if b != Some(cur) => {
+                        announce.push((cur.nlri, cur.attrs.clone(), nh))
+                    }
+                    (Some(b), None) => withdraw.push(b.nlri),
+                    _ => {}
+                }
+            }
+            if !withdraw.is_empty() {
+                out.outbound.push(Outbound::Withdraw {
+                    to: None,
+                    routes: withdraw,
+                });
+            }
+            if !announce.is_empty() {
+                out.outbound.push(Outbound::Announce {
+                    to: None,
+                    routes: announce,
+                });
+            }
+        }
+        let full = std::mem::take(&mut self.full_table_to);
+        if !full.is_empty() {
+            let mut all: Vec<_> = self.local_routes.iter().collect();
+            all.sort_by(|a, b| a.0.cmp(b.0));
+            let routes: Vec<OutRoute> = all
+                .into_iter()
+                .map(|(_, r)| (r.nlri, r.attrs.clone(), nh))
+                .collect();
+            for (peer, eor) in full {
+                if !self.peers.get(&peer).is_some_and(|p| p.established) {
+                    continue;
+                }
+                if !routes.is_empty() {
+                    out.outbound.push(Outbound::Announce {
+                        to: Some(peer),
+                        routes: routes.clone(),
+                    });
+                }
+                if eor {
+                    out.outbound.push(Outbound::EndOfRib { to: peer });
+                }
+            }
+        }
+    }
+
+    // --- Read-only views -----------------------------------------------------
+
+    /// Every path in the Loc-RIB, then our own routes.
+    pub fn routes(&self) -> impl Iterator<Item = RouteView<'_>> {
+        let nh = self.cfg.local_vtep;
+        let remote = self.routes.values().flat_map(|e| {
+            e.paths.iter().enumerate().map(|(i, p)| RouteView {
+                nlri: &p.nlri,
+                peer: Some(p.peer),
+                next_hop: p.next_hop,
+                attrs: &p.attrs,
+                best: i == 0,
+                stale: p.stale,
+                vnis: &p.vnis,
+            })
+        });
+        let local = self.local_routes.values().map(move |r| RouteView {
+            nlri: &r.nlri,
+            peer: None,
+            next_hop: nh,
+            attrs: &r.attrs,
+            best: true,
+            stale: false,
+            vnis: std::slice::from_ref(&r.vni),
+        });
+        remote.chain(local)
+    }
+
+    /// Remote VTEPs in a VNI's flood list, sorted.
+    pub fn vteps(&self, vni: Vni) -> Vec<IpAddr> {
+        let mut v: Vec<IpAddr> = self
+            .flood
+            .keys()
+            .filter(|k| k.0 == vni)
+            .map(|k| k.1)
+            .filter(|vtep| flood_value(&self.flood, &self.vnis, vni, *vtep).is_some())
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// MACs known in a VNI (local and remote), sorted.
+    pub fn macs(&self, vni: Vni) -> Vec<MacView> {
+        let mut v: Vec<MacView> = self
+            .macs
+            .iter()
+            .filter(|(k, _)| k.0 == vni)
+            .map(|(k, s)| MacView {
+                mac: k.1,
+                location: s.winner.map(|w| w.0),
+                seq: s.winner.map_or(0, |w| w.1),
+                local_seq: s.local,
+                remote_paths: s.remote.len(),
+                frozen: s.frozen().is_some(),
+            })
+            .collect();
+        v.sort_by_key(|m| m.mac);
+        v
+    }
+
+    pub fn vni_configs(&self) -> impl Iterator<Item = &VniConfig> {
+        self.vnis.values().map(|s| &s.cfg)
+    }
+
+    pub fn counters(&self) -> RibCounters {
+        let mut c = self.counters.clone();
+        c.per_vni = self.vnis.keys().map(|v| (*v, [0; 6])).collect();
+        c.no_vni = [0; 6];
+        c.routes = self.routes.len() as u64;
+        c.paths = 0;
+        for (k, e) in &self.routes {
+            c.paths += e.paths.len() as u64;
+            let t = k.route_type() as usize;
+            match e.paths.first() {
+                Some(b) if !b.vnis.is_empty() => {
+                    for v in b.vnis.iter() {
+                        if let Some(x) = c.per_vni.get_mut(v) {
+                            x[t] += 1;
+                        }
+                    }
+                }
+                _ => c.no_vni[t] += 1,
+            }
+        }
+        c.local_routes = self.local_routes.len() as u64;
+        c
+    }
+}
+
+fn remote_vtep(w: Option<(MacLocation, u32)>) -> Option<IpAddr> {
+    match w {
+        Some((MacLocation::Remote(v), _)) => Some(v),
+        _ => None,
+    }
+}
+
+fn flood_value(
+    flood: &HashMap<(Vni, IpAddr), u32>,
+    vnis: &BTreeMap<Vni, VniState>,
+    vni: Vni,
+    vtep: IpAddr,
+) -> Option<DpVal> {
+    let on = vnis
+        .get(&vni)
+        .is_some_and(|s| s.cfg.flood == FloodSource::Routes);
+    (on && flood.get(&(vni, vtep)).is_some_and(|c| *c > 0)).then_some(DpVal::Present)
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// Keep the per-path footprint in check (1M routes must fit).
+    #[test]
+    fn sizes() {
+        assert!(std::mem::size_of::<Path>() <= 136);
+        assert!(std::mem::size_of::<RouteKey>() <= 40);
+        assert!(std::mem::size_of::<MacCand>() <= 56);
+    }
+}

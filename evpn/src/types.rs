@@ -168,3 +168,101 @@ impl fmt::Display for Esi {
 /// Ethernet Tag ID (RFC 7432 §7); 0 for VLAN-based service (RFC 8365 §5.1.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct EthernetTag(pub u32);
+
+impl RouteDistinguisher {
+    /// FRR's automatic RD: type 1, `router-id:index` (RFC 7432 §7.9).
+    pub fn auto(router_id: Ipv4Addr, index: u16) -> Self {
+        RouteDistinguisher::Ipv4 {
+            addr: router_id,
+            number: index,
+        }
+    }
+
+    /// Decode the 8-byte wire form (RFC 4364 §4.2).
+    pub fn from_bytes(b: [u8; 8]) -> Self {
+        let [t0, t1, a, b2, c, d, e, f] = b;
+        match u16::from_be_bytes([t0, t1]) {
+            0 => RouteDistinguisher::As2 {
+                asn: u16::from_be_bytes([a, b2]),
+                number: u32::from_be_bytes([c, d, e, f]),
+            },
+            1 => RouteDistinguisher::Ipv4 {
+                addr: Ipv4Addr::new(a, b2, c, d),
+                number: u16::from_be_bytes([e, f]),
+            },
+            2 => RouteDistinguisher::As4 {
+                asn: u32::from_be_bytes([a, b2, c, d]),
+                number: u16::from_be_bytes([e, f]),
+            },
+            _ => RouteDistinguisher::Other(b),
+        }
+    }
+
+    /// The 8-byte wire form. `Other` is returned as received, so decoding
+    /// then encoding is the identity.
+    pub fn to_bytes(&self) -> [u8; 8] {
+        let mut out = [0u8; 8];
+        match *self {
+            RouteDistinguisher::As2 { asn, number } => {
+                out[2..4].copy_from_slice(&asn.to_be_bytes());
+                out[4..8].copy_from_slice(&number.to_be_bytes());
+            }
+            RouteDistinguisher::Ipv4 { addr, number } => {
+                out[1] = 1;
+                out[2..6].copy_from_slice(&addr.octets());
+                out[6..8].copy_from_slice(&number.to_be_bytes());
+            }
+            RouteDistinguisher::As4 { asn, number } => {
+                out[1] = 2;
+                out[2..6].copy_from_slice(&asn.to_be_bytes());
+                out[6..8].copy_from_slice(&number.to_be_bytes());
+            }
+            RouteDistinguisher::Other(b) => out = b,
+        }
+        out
+    }
+}
+
+/// A 3-octet MPLS label field as carried in EVPN NLRI and the PMSI tunnel
+/// attribute. For VXLAN the whole 24-bit field is the VNI (RFC 8365 §5.1.3),
+/// not `label << 4` as for MPLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Label(u32);
+
+impl Label {
+    pub const MAX: u32 = 0x00ff_ffff;
+
+    /// The low 24 bits of `v`.
+    pub fn new(v: u32) -> Self {
+        Label(v & Self::MAX)
+    }
+    pub fn from_vni(vni: Vni) -> Self {
+        Label(vni.get())
+    }
+    pub fn get(self) -> u32 {
+        self.0
+    }
+    /// The VNI this label carries (RFC 8365: the whole field).
+    pub fn vni(self) -> Vni {
+        Vni(self.0)
+    }
+    pub fn from_bytes(b: [u8; 3]) -> Self {
+        Label(u32::from_be_bytes([0, b[0], b[1], b[2]]))
+    }
+    pub fn to_bytes(self) -> [u8; 3] {
+        let b = self.0.to_be_bytes();
+        [b[1], b[2], b[3]]
+    }
+}
+
+impl fmt::Display for Label {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl fmt::Display for EthernetTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
