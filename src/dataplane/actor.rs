@@ -1235,15 +1235,15 @@ impl Actor {
             return;
         };
         let proto = self.protocol;
-        if r.protocol == Some(proto) {
-            if !add
-                && self
-                    .desired
-                    .get(&vni)
-                    .is_some_and(|d| d.neighs.contains_key(&r.ip))
-            {
-                self.schedule_reconcile();
-            }
+        // One of ours vanished: put it back.
+        if r.protocol == Some(proto)
+            && !add
+            && self
+                .desired
+                .get(&vni)
+                .is_some_and(|d| d.neighs.contains_key(&r.ip))
+        {
+            self.schedule_reconcile();
         }
         let Some(s) = self.vnis.get_mut(&vni) else {
             return;
