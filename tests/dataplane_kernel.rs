@@ -938,3 +938,145 @@ fn overrun_resyncs_and_bulk_write_rate() {
         assert!(snap.vnis[0].remote_macs_without_master.is_empty());
     });
 }
+
+#[test]
+fn multicast_mode_creates_group_device_and_no_flood_entries() {
+    require_root!();
+    let ns = Netns::new("mcast");
+    ns.sh("ip link add ul0 type veth peer name ul0p && ip addr add 10.0.0.1/24 dev ul0 && ip link set ul0 up && ip link set ul0p up");
+    let nsn = ns.view();
+    run_in(&ns, move || async move {
+        let ns = nsn;
+        let flood = FloodMode::Multicast {
+            group: ip("239.1.1.1"),
+            dev: Some("ul0".into()),
+        };
+        let (h, mut rx) = start(config(vec![spec(200, true, flood)]));
+        wait_event(&mut rx, "VniUp", |e| matches!(e, LocalEvent::VniUp { .. })).await;
+        let link = ns.json("ip -d -j link show vx200");
+        let info = &link[0]["linkinfo"]["info_data"];
+        assert_eq!(info["group"], "239.1.1.1", "{info:?}");
+        assert_eq!(info["link"], "ul0", "{info:?}");
+        h.apply(vec![Intent::FloodAdd {
+            vni: vni(200),
+            vtep: ip("10.0.0.2"),
+        }])
+        .await
+        .expect("apply");
+        // The kernel's own entry for the group is not ours: a sweep keeps it.
+        h.sweep_stale().await.expect("sweep");
+        assert_eq!(
+            flood_dsts(&ns, "vx200"),
+            vec!["239.1.1.1"],
+            "multicast mode must not get flood entries"
+        );
+    });
+}
+
+/// Two hypervisors (namespaces joined by a veth underlay), each with a VM
+/// namespace: the VMs ping over VXLAN, first with a static flood list, then
+/// (after a reload to ingress replication without flood entries) with only
+/// remote MAC and suppression entries.
+#[test]
+fn two_hosts_ping_over_vxlan() {
+    require_root!();
+    let (a, b) = (Netns::new("hosta"), Netns::new("hostb"));
+    let (va, vb) = (Netns::new("vma"), Netns::new("vmb"));
+    a.sh(&format!(
+        "ip link add ul type veth peer name ul netns {} && ip addr add 10.0.0.1/24 dev ul && ip link set ul up",
+        b.name
+    ));
+    b.sh("ip addr add 10.0.0.2/24 dev ul && ip link set ul up");
+    let (an, bn, van, vbn) = (a.view(), b.view(), va.view(), vb.view());
+    run_in(&a, move || async move {
+        let (a, b, va, vb) = (an, bn, van, vbn);
+        let mk = |local: &str, other: &str, flood: bool| {
+            let mut s = spec(
+                300,
+                true,
+                if flood {
+                    FloodMode::Static(vec![ip(other)])
+                } else {
+                    FloodMode::IngressReplication
+                },
+            );
+            s.local_ip = ip(local);
+            s
+        };
+        // Sockets belong to the namespace they were opened in, so one
+        // thread can run both dataplanes.
+        let (ha, mut rxa) = start(config(vec![mk("10.0.0.1", "10.0.0.2", true)]));
+        enter(&format!("/run/netns/{}", b.name));
+        let (hb, mut rxb) = start(config(vec![mk("10.0.0.2", "10.0.0.1", true)]));
+        wait_event(&mut rxa, "VniUp A", |e| {
+            matches!(e, LocalEvent::VniUp { .. })
+        })
+        .await;
+        wait_event(&mut rxb, "VniUp B", |e| {
+            matches!(e, LocalEvent::VniUp { .. })
+        })
+        .await;
+        ha.sweep_stale().await.expect("sweep");
+        hb.sweep_stale().await.expect("sweep");
+        let mac_a = mac(&add_vm(&a, &va, "vm1", "br300", "192.168.30.1/24"));
+        let mac_b = mac(&add_vm(&b, &vb, "vm1", "br300", "192.168.30.2/24"));
+        assert_eq!(flood_dsts(&a, "vx300"), vec!["10.0.0.2"]);
+        assert!(
+            va.try_sh("ping -c 3 -i 0.2 -W 2 192.168.30.2"),
+            "ping with static flood list failed"
+        );
+
+        // Reload both to ingress replication: the static flood entries go.
+        ha.set_vnis(vec![mk("10.0.0.1", "10.0.0.2", false)])
+            .await
+            .expect("reload");
+        hb.set_vnis(vec![mk("10.0.0.2", "10.0.0.1", false)])
+            .await
+            .expect("reload");
+        assert!(flood_dsts(&a, "vx300").is_empty(), "{:?}", a.fdb("vx300"));
+        assert!(flood_dsts(&b, "vx300").is_empty());
+        va.sh("ip neigh flush dev eth0");
+        vb.sh("ip neigh flush dev eth0");
+        // Without any entry the VMs cannot reach each other...
+        assert!(
+            !va.try_sh("ping -c 1 -W 1 192.168.30.2"),
+            "ping must fail without flood or MAC entries"
+        );
+        // ...with the EVPN type-2 state they can, ARP answered locally.
+        let v = vni(300);
+        ha.apply(vec![
+            Intent::RemoteMacUpsert {
+                vni: v,
+                mac: mac_b,
+                vtep: ip("10.0.0.2"),
+            },
+            Intent::NeighborUpsert {
+                vni: v,
+                ip: ip("192.168.30.2"),
+                mac: mac_b,
+            },
+        ])
+        .await
+        .expect("apply A");
+        hb.apply(vec![
+            Intent::RemoteMacUpsert {
+                vni: v,
+                mac: mac_a,
+                vtep: ip("10.0.0.1"),
+            },
+            Intent::NeighborUpsert {
+                vni: v,
+                ip: ip("192.168.30.1"),
+                mac: mac_a,
+            },
+        ])
+        .await
+        .expect("apply B");
+        va.sh("ip neigh flush dev eth0");
+        vb.sh("ip neigh flush dev eth0");
+        assert!(
+            va.try_sh("ping -c 3 -i 0.2 -W 2 192.168.30.2"),
+            "ping with remote MAC entries failed"
+        );
+    });
+}

@@ -111,6 +111,9 @@ struct Desired {
 struct Devs {
     vxlan: u32,
     bridge: u32,
+    /// The device's own multicast group: the kernel keeps a zero-MAC entry
+    /// for it that is never ours.
+    group: Option<IpAddr>,
 }
 
 struct VniState {
@@ -703,6 +706,7 @@ impl Actor {
                             Devs {
                                 vxlan: vx.index,
                                 bridge: br.index,
+                                group: vx.vxlan.as_ref().and_then(|x| x.group),
                             },
                             vx.admin_up && br.admin_up,
                         ))
@@ -825,7 +829,7 @@ impl Actor {
         for r in fdb.iter().filter(|r| r.ifindex == dv.vxlan) {
             if r.is_self() {
                 if r.mac == MacAddress::ZERO {
-                    if let Some(dst) = r.dst {
+                    if let Some(dst) = r.dst.filter(|d| Some(*d) != dv.group) {
                         flood_rows.insert(dst);
                     }
                 } else {
@@ -1310,7 +1314,7 @@ impl Actor {
                 let mut masters = HashSet::new();
                 for r in fdb.iter().filter(|r| r.ifindex == dv.vxlan) {
                     if r.is_self() && r.mac == MacAddress::ZERO {
-                        if let Some(dst) = r.dst {
+                        if let Some(dst) = r.dst.filter(|d| Some(*d) != dv.group) {
                             v.flood.push(dst);
                         }
                     } else if r.is_self() && r.ext_learned() {
