@@ -16,8 +16,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::agent::{Evpnd, EvpndConfig, VniConfig};
 use super::error::{Error, Result};
-use super::evpnd::{Evpnd, EvpndConfig, VniConfig};
 use super::frr::{Frr, FrrConfig, RrParams, VtepParams};
 use super::gobgp::{GoBgp, GobgpConfig};
 use super::links::{self, PingResult};

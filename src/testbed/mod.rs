@@ -6,8 +6,8 @@
 //! Everything here shells out to `ip`, `bridge`, `vtysh`, `gobgp`, ... and
 //! needs root. It is synchronous: tests call it from plain `#[test]`s.
 
+pub mod agent;
 pub mod error;
-pub mod evpnd;
 pub mod fabric;
 pub mod frr;
 pub mod gobgp;
@@ -16,15 +16,15 @@ pub mod netns;
 pub mod process;
 pub mod wait;
 
+pub use agent::{Evpnd, EvpndConfig, NeighborStatus, VniConfig};
 pub use error::{Error, Result};
-pub use evpnd::{Evpnd, EvpndConfig, NeighborStatus, VniConfig};
 pub use fabric::{Fabric, FabricBuilder, Host, HostKind, RrKind, Vm};
 pub use frr::{EvpnRoute, Frr, FrrConfig, RrParams, VtepParams};
 pub use gobgp::{GoBgp, GobgpConfig};
 pub use links::{
     brforward_count, bridge_fdb, neighbors, ping, FdbRow, NeighRow, PingResult, Tcpdump, VxlanSpec,
 };
-pub use netns::{cleanup_prefix, list_namespaces, Netns, NsHandle};
+pub use netns::{cleanup_own, cleanup_prefix, list_namespaces, Netns, NsHandle};
 pub use process::{ChildGuard, RunDir};
 pub use wait::{wait_for, wait_until, Poll};
 

@@ -156,7 +156,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        if self.owned {
+        // Gone already: removed by a signal handler's cleanup_own.
+        let exists = Path::new("/run/netns").join(&self.handle.name).exists();
+        if self.owned && exists {
             if let Err(e) = delete_ns(&self.handle.name) {
                 eprintln!("testbed: cannot delete namespace {}: {e}", self.handle.name);
             }
@@ -174,7 +176,16 @@ fn ns_pids(name: &str) -> Result<Vec<u32>> {
 
 /// Kill every process in the namespace (SIGTERM, then SIGKILL) and delete it.
 pub fn delete_ns(name: &str) -> Result<()> {
-    let pids = ns_pids(name).unwrap_or_default();
+    delete_namespaces(&[name.to_string()])
+}
+
+/// [`delete_ns`] for many namespaces at once: one grace period for all
+/// their processes, not one per namespace (fast teardown on Ctrl-C).
+pub fn delete_namespaces(names: &[String]) -> Result<()> {
+    let pids: Vec<u32> = names
+        .iter()
+        .flat_map(|n| ns_pids(n).unwrap_or_default())
+        .collect();
     if !pids.is_empty() {
         for &p in &pids {
             signal_pid(p, libc::SIGTERM);
@@ -189,10 +200,18 @@ pub fn delete_ns(name: &str) -> Result<()> {
             }
         }
     }
-    run_checked(Command::new("ip").args(["netns", "del", name]))?;
-    // FRR's per-namespace socket directory, if a daemon ran here.
-    let _ = std::fs::remove_dir_all(format!("/var/run/frr/{name}"));
-    Ok(())
+    let mut first_err = None;
+    for name in names {
+        if let Err(e) = run_checked(Command::new("ip").args(["netns", "del", name])) {
+            first_err.get_or_insert(e);
+        }
+        // FRR's per-namespace socket directory, if a daemon ran here.
+        let _ = std::fs::remove_dir_all(format!("/var/run/frr/{name}"));
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// Names of all namespaces (`ip netns list`).
@@ -232,9 +251,23 @@ pub fn cleanup_prefix(prefix: &str, force: bool) -> Result<Vec<String>> {
         if pid == me || (!force && pid_alive(pid)) {
             continue;
         }
-        delete_ns(&name)?;
         removed.push(name);
     }
+    delete_namespaces(&removed)?;
+    Ok(removed)
+}
+
+/// Remove every namespace this process created with `prefix` (signal
+/// handlers: the guards of the main thread will not run).
+pub fn cleanup_own(prefix: &str) -> Result<Vec<String>> {
+    let me = std::process::id();
+    let mut removed = Vec::new();
+    for name in list_namespaces()? {
+        if pid_in_name(prefix, &name) == Some(me) {
+            removed.push(name);
+        }
+    }
+    delete_namespaces(&removed)?;
     Ok(removed)
 }
 
