@@ -2,6 +2,7 @@
 //! the BGP sessions, the EVPN RIB and the kernel together.
 
 pub mod control;
+pub mod daemon;
 pub mod dataplane;
 pub mod metrics;
 pub mod systemd;

@@ -271,6 +271,19 @@ impl Metrics {
         self.netlink_resyncs.inc();
     }
 
+    /// Bring the netlink counters up to the dataplane's running totals
+    /// (counters only move forward).
+    pub fn set_netlink_totals(&self, errors: u64, resyncs: u64) {
+        let e = self.netlink_errors.get();
+        if errors > e {
+            self.netlink_errors.inc_by(errors - e);
+        }
+        let r = self.netlink_resyncs.get();
+        if resyncs > r {
+            self.netlink_resyncs.inc_by(resyncs - r);
+        }
+    }
+
     pub fn observe_apply_latency(&self, d: Duration) {
         self.apply_latency.observe(d.as_secs_f64());
     }
