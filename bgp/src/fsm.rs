@@ -13,7 +13,11 @@
 //!   restart is damped by the IdleHold timer (the optional
 //!   DampPeerOscillations attribute, §8.1.1), with an exponential backoff
 //!   that resets once a session stayed Established for `stable_time`.
-//! - Idle refuses connections (§8.2.2), which is what makes damping work.
+//! - Idle refuses connections only when stopped by the operator; while it
+//!   waits out the IdleHold backoff it takes the peer's connection (as
+//!   AutomaticStart_with_PassiveTcpEstablishment would), so two speakers
+//!   whose backoffs run in step still meet. Damping still bounds how often
+//!   we connect.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -704,7 +708,18 @@ impl<N: Nlri> Fsm<N> {
             Event::AutomaticStart | Event::TimerExpired(TimerKind::IdleHold) if self.auto_start => {
                 self.start(out)
             }
-            // §8.2.2: Idle refuses incoming connections.
+            // The peer connected while we wait to restart: take it, as with
+            // AutomaticStart_with_PassiveTcpEstablishment (§8.1.1, event 5)
+            // followed by Tcp_CR_Acked. Refusing it (as bare §8.2.2 Idle
+            // does) can livelock two speakers whose backoffs run in step,
+            // each refusing the other's connection.
+            Event::TcpConnectionConfirmed if self.auto_start => {
+                out.push(Action::StopTimer(TimerKind::IdleHold));
+                out.push(Action::SendMessage(Message::Open(self.cfg.open_message())));
+                out.push(Action::StartTimer(TimerKind::Hold, OPEN_SENT_HOLD));
+                self.set_state(State::OpenSent, out);
+            }
+            // An administratively stopped session refuses connections.
             Event::TcpConnectionAcked | Event::TcpConnectionConfirmed => {
                 out.push(Action::CloseConnection)
             }

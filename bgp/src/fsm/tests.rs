@@ -142,6 +142,25 @@ fn idle_refuses_connections_and_ignores_messages() {
 }
 
 #[test]
+fn idle_backoff_accepts_the_peers_connection() {
+    let mut f = F::new(cfg());
+    f.handle(Event::ManualStart);
+    f.handle(Event::TcpConnectionAcked);
+    // The connection fails: back to Idle waiting out the backoff.
+    f.handle(Event::TcpConnectionFails);
+    assert_eq!(f.state(), State::Idle);
+    // The peer connects meanwhile: take it instead of refusing it, or two
+    // speakers with backoffs in step never meet.
+    let a = f.handle(Event::TcpConnectionConfirmed);
+    assert_eq!(f.state(), State::OpenSent);
+    assert!(has(&a, &Action::StopTimer(TimerKind::IdleHold)));
+    assert!(!has(&a, &Action::CloseConnection));
+    assert!(a
+        .iter()
+        .any(|x| matches!(x, Action::SendMessage(Message::Open(_)))));
+}
+
+#[test]
 fn connect_sends_open_on_connection() {
     let mut f = F::new(cfg());
     f.handle(Event::ManualStart);

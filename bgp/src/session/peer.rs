@@ -358,12 +358,12 @@ impl<N: Nlri + Send + Sync + 'static> PeerTask<N> {
     fn inbound(&mut self, stream: TcpStream) {
         let remote = stream.peer_addr().ok();
         match self.main.fsm.state() {
-            State::Idle => {
-                // §8.2.2: Idle refuses connections (this is the damping).
-                info!(peer = %self.addr, ?remote, "refusing connection while Idle");
+            State::Idle if !self.main.fsm.auto_start() => {
+                // Administratively stopped: refuse.
+                info!(peer = %self.addr, ?remote, "refusing connection: peer stopped");
                 drop(stream);
             }
-            State::Connect | State::Active => {
+            State::Idle | State::Connect | State::Active => {
                 // Take the peer's connection; abandon our own attempt.
                 self.main.connecting = None;
                 self.main.inbound = true;
