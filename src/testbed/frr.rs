@@ -466,9 +466,9 @@ impl Drop for Frr {
     }
 }
 
-/// `vtysh --version` first line, for CI logs.
+/// `bgpd --version` first line, for logs.
 pub fn frr_version() -> String {
-    run_unchecked(Command::new("vtysh").arg("--version"))
+    run_unchecked(Command::new(format!("{FRR_DIR}/bgpd")).arg("--version"))
         .map(|o| {
             String::from_utf8_lossy(&o.stdout)
                 .lines()
