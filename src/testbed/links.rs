@@ -356,7 +356,15 @@ impl Tcpdump {
         let dir = RunDir::new(&format!("tcpdump-{}", ns.name()))?;
         let out = dir.path().join("packets.txt");
         let err = dir.path().join("tcpdump.err");
-        let mut cmd = ns.command(&["tcpdump", "-n", "-l", "-q", "-i", ifname]);
+        let mut cmd = ns.command(&[
+            "tcpdump",
+            "-n",
+            "-l",
+            "-q",
+            "--immediate-mode",
+            "-i",
+            ifname,
+        ]);
         cmd.args(filter.split_whitespace());
         cmd.stdin(std::process::Stdio::null());
         let fo = std::fs::File::create(&out)
@@ -395,6 +403,18 @@ impl Tcpdump {
             return Ok(n);
         }
         count_lines(&self.out)
+    }
+
+    /// Wait until at least `n` packets were captured.
+    pub fn wait_packets(&self, n: usize, timeout: std::time::Duration) -> Result<()> {
+        super::wait::wait_for(timeout, &format!("{n} captured packets"), || {
+            let got = count_lines(&self.out)?;
+            Ok(if got >= n {
+                super::wait::Poll::Ready(())
+            } else {
+                super::wait::Poll::NotYet(format!("{got} packets"))
+            })
+        })
     }
 
     /// Lines captured so far (one per packet with `-q`).
