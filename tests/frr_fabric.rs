@@ -252,3 +252,41 @@ fn frr_vtep_bgpd_stop_start() {
     fabric.wait_ping(vm1, vm0, TIMEOUT).unwrap();
     teardown_leaves_nothing(fabric);
 }
+
+/// Many MACs behind one VTEP reach the other VTEP's bridge: the pattern the
+/// scale tests and the benchmark use (count via brforward).
+#[test]
+fn frr_many_macs_reach_remote_bridge() {
+    if !reference_tools_present() {
+        return;
+    }
+    const N: usize = 300;
+    cleanup_prefix("tbm", false).unwrap();
+    let fabric = FabricBuilder::new("tbm")
+        .hosts(HostKind::FrrVtep, 2)
+        .rr(RrKind::Frr)
+        .build()
+        .unwrap();
+    fabric.wait_sessions(TIMEOUT).unwrap();
+    let before = brforward_count(&fabric.hosts[1].ns, "br100").unwrap();
+    let port = fabric.vms_of(0, 100).next().unwrap().host_if.clone();
+    let macs: Vec<String> = (0..N as u32).map(|i| testbed::nth_mac(0x42, i)).collect();
+    testbed::fdb_add_local_batch(&fabric.hosts[0].ns, &port, &macs).unwrap();
+    let h2 = &fabric.hosts[1];
+    testbed::wait_for(TIMEOUT, &format!("{N} remote MACs on h2 br100"), || {
+        let n = brforward_count(&h2.ns, "br100")?;
+        Ok(if n >= before + N {
+            testbed::Poll::Ready(())
+        } else {
+            testbed::Poll::NotYet(format!("{n} entries (had {before})"))
+        })
+    })
+    .unwrap();
+    let remote = bridge_fdb(&h2.ns)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.mac.starts_with("02:42:") && r.dst.as_deref() == Some("10.255.0.2"))
+        .count();
+    assert_eq!(remote, N);
+    assert!(fabric.rr_frr.as_ref().unwrap().evpn_route_count(2).unwrap() >= N);
+}
