@@ -288,5 +288,8 @@ fn frr_many_macs_reach_remote_bridge() {
         .filter(|r| r.mac.starts_with("02:42:") && r.dst.as_deref() == Some("10.255.0.2"))
         .count();
     assert_eq!(remote, N);
-    assert!(fabric.rr_frr.as_ref().unwrap().evpn_route_count(2).unwrap() >= N);
+    let rr = fabric.rr_frr.as_ref().unwrap();
+    assert!(rr.evpn_route_count(2).unwrap() >= N);
+    let rss = testbed::rss_kib(rr.bgpd_pid().unwrap()).unwrap();
+    assert!(rss > 1000, "RR bgpd RSS {rss} KiB");
 }

@@ -288,6 +288,11 @@ impl Evpnd {
         Ok(())
     }
 
+    /// Pid of the running daemon.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(ChildGuard::pid)
+    }
+
     /// Whether the daemon process is still alive.
     pub fn is_running(&mut self) -> bool {
         self.child.as_mut().is_some_and(ChildGuard::is_running)

@@ -376,6 +376,16 @@ impl Frr {
         &self.ns
     }
 
+    /// Pid of bgpd, if running.
+    pub fn bgpd_pid(&self) -> Option<u32> {
+        self.bgpd.as_ref().and_then(ChildGuard::pid)
+    }
+
+    /// Pid of zebra, if running.
+    pub fn zebra_pid(&self) -> Option<u32> {
+        self.zebra.as_ref().and_then(ChildGuard::pid)
+    }
+
     /// Directory with configs and logs.
     pub fn dir(&self) -> &Path {
         self.dir.path()

@@ -26,7 +26,7 @@ pub use links::{
     PingResult, Tcpdump, VxlanSpec,
 };
 pub use netns::{cleanup_own, cleanup_prefix, list_namespaces, Netns, NsHandle};
-pub use process::{ChildGuard, RunDir};
+pub use process::{rss_kib, ChildGuard, RunDir};
 pub use wait::{wait_for, wait_until, Poll};
 
 /// Whether we run as root (namespaces, FRR and tcpdump need it).
