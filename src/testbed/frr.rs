@@ -258,7 +258,16 @@ impl Frr {
         dir.write("zebra.conf", "hostname zebra\n")?;
         dir.chown_all(uid, gid)?;
         // Both daemons use -N NS: vtysh -N NS finds their sockets here.
-        let sockdir = PathBuf::from(format!("/var/run/frr/{}", ns.name()));
+        // /var/run is a tmpfs: on a fresh boot FRR's own run directory is
+        // only made by its service script, which we don't run.
+        let rundir = Path::new("/var/run/frr");
+        if !rundir.exists() {
+            std::fs::create_dir_all(rundir)
+                .map_err(|e| Error::io(format!("create {}", rundir.display()), e))?;
+            std::os::unix::fs::chown(rundir, Some(uid), Some(gid))
+                .map_err(|e| Error::io(format!("chown {}", rundir.display()), e))?;
+        }
+        let sockdir = rundir.join(ns.name());
         std::fs::create_dir_all(&sockdir)
             .map_err(|e| Error::io(format!("create {}", sockdir.display()), e))?;
         super::process::chown_tree(&sockdir, uid, gid)?;
