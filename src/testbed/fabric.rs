@@ -524,3 +524,31 @@ impl Fabric {
         self.spine.detach();
     }
 }
+
+impl Drop for Fabric {
+    fn drop(&mut self) {
+        // A failing test: show the kernel state next to the daemon logs
+        // (printed when the daemon guards drop right after this).
+        if !std::thread::panicking() {
+            return;
+        }
+        for h in &self.hosts {
+            let fdb =
+                h.ns.run(&["bridge", "fdb", "show"])
+                    .map(|o| {
+                        String::from_utf8_lossy(&o.stdout)
+                            .lines()
+                            .filter(|l| !(l.starts_with("33:33:") || l.starts_with("01:00:5e:")))
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    })
+                    .unwrap_or_else(|e| e.to_string());
+            eprintln!(
+                "===== host h{} ({}, VTEP {}): bridge fdb show =====\n{fdb}",
+                h.index + 1,
+                h.ns.name(),
+                h.vtep_ip
+            );
+        }
+    }
+}
