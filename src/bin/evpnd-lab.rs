@@ -192,6 +192,23 @@ fn run(args: &Args) -> Result<bool, String> {
     let mut fabric = b.build().map_err(|e| e.to_string())?;
     print_layout(&fabric);
 
+    let outcome = exercise(&fabric, args, started);
+    if outcome.is_err() {
+        eprintln!("evpnd-lab: failed; last lines of the daemon logs:");
+        fabric.dump_logs(30);
+    }
+    // --keep keeps a failed fabric too: that is when one wants to look.
+    if args.keep {
+        fabric.detach();
+        print_keep_help(&fabric);
+    }
+    drop(fabric);
+    Ok(outcome? == 0)
+}
+
+/// Wait for sessions, ping every VM pair, print state and a summary.
+/// Returns the number of failed pings.
+fn exercise(fabric: &Fabric, args: &Args, started: Instant) -> Result<usize, String> {
     let timeout = Duration::from_secs(args.timeout);
     fabric
         .wait_sessions(timeout)
@@ -231,18 +248,13 @@ fn run(args: &Args) -> Result<bool, String> {
         );
     }
 
-    print_state(&fabric);
+    print_state(fabric);
     println!(
         "\n== summary ==\npings ok: {ok}, failed: {failed}, time: {:.1?}",
         started.elapsed()
     );
 
-    if args.keep {
-        fabric.detach();
-        print_keep_help(&fabric);
-    }
-    drop(fabric);
-    Ok(failed == 0)
+    Ok(failed)
 }
 
 fn print_layout(f: &Fabric) {

@@ -136,6 +136,14 @@ pub struct NeighborStatus {
     pub state: String,
 }
 
+impl NeighborStatus {
+    /// State is Established (compared case-insensitively: evpnctl prints
+    /// `established`).
+    pub fn is_established(&self) -> bool {
+        self.state.eq_ignore_ascii_case("established")
+    }
+}
+
 /// Parse `evpnctl show neighbors --json`: a list of objects with
 /// `address` and `state`.
 pub fn parse_neighbors_json(v: &Value) -> Result<Vec<NeighborStatus>> {
@@ -221,6 +229,8 @@ impl Evpnd {
             std::env::var("RUST_LOG").unwrap_or_else(|_| "debug".into()),
         );
         cmd.env("RUST_BACKTRACE", "1");
+        // Plain log file: tracing-subscriber honours NO_COLOR.
+        cmd.env("NO_COLOR", "1");
         let f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -278,6 +288,11 @@ impl Evpnd {
         Ok(())
     }
 
+    /// Pid of the running daemon.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(ChildGuard::pid)
+    }
+
     /// Whether the daemon process is still alive.
     pub fn is_running(&mut self) -> bool {
         self.child.as_mut().is_some_and(ChildGuard::is_running)
@@ -316,8 +331,7 @@ impl Evpnd {
                 let ns = self.neighbors()?;
                 let all = addrs.iter().all(|a| {
                     let a = a.to_string();
-                    ns.iter()
-                        .any(|n| n.address == a && n.state == "Established")
+                    ns.iter().any(|n| n.address == a && n.is_established())
                 });
                 Ok(if all {
                     Poll::Ready(())

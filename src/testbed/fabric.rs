@@ -468,6 +468,39 @@ impl Fabric {
         v
     }
 
+    /// Log files of every daemon, labelled with their namespace.
+    pub fn log_files(&self) -> Vec<(String, PathBuf)> {
+        let mut v = Vec::new();
+        let spine = self.spine.name().to_string();
+        if let Some(f) = &self.rr_frr {
+            v.extend(f.logs().into_iter().map(|p| (spine.clone(), p)));
+        }
+        if let Some(g) = &self.rr_gobgp {
+            v.extend(g.logs().into_iter().map(|p| (spine.clone(), p)));
+        }
+        for h in &self.hosts {
+            let n = h.ns.name().to_string();
+            if let Some(f) = &h.frr {
+                v.extend(f.logs().into_iter().map(|p| (n.clone(), p)));
+            }
+            if let Some(e) = &h.evpnd {
+                v.push((n.clone(), e.log().to_path_buf()));
+            }
+        }
+        v
+    }
+
+    /// Print the last `lines` lines of every daemon log to stderr.
+    pub fn dump_logs(&self, lines: usize) {
+        for (ns, log) in self.log_files() {
+            eprintln!(
+                "===== {ns}: {} =====\n{}",
+                log.display(),
+                super::process::tail(&log, lines)
+            );
+        }
+    }
+
     /// Leave everything running after drop (`evpnd-lab --keep`).
     pub fn detach(&mut self) {
         if let Some(f) = self.rr_frr.as_mut() {
@@ -489,5 +522,33 @@ impl Fabric {
             v.ns.detach();
         }
         self.spine.detach();
+    }
+}
+
+impl Drop for Fabric {
+    fn drop(&mut self) {
+        // A failing test: show the kernel state next to the daemon logs
+        // (printed when the daemon guards drop right after this).
+        if !std::thread::panicking() {
+            return;
+        }
+        for h in &self.hosts {
+            let fdb =
+                h.ns.run(&["bridge", "fdb", "show"])
+                    .map(|o| {
+                        String::from_utf8_lossy(&o.stdout)
+                            .lines()
+                            .filter(|l| !(l.starts_with("33:33:") || l.starts_with("01:00:5e:")))
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    })
+                    .unwrap_or_else(|e| e.to_string());
+            eprintln!(
+                "===== host h{} ({}, VTEP {}): bridge fdb show =====\n{fdb}",
+                h.index + 1,
+                h.ns.name(),
+                h.vtep_ip
+            );
+        }
     }
 }

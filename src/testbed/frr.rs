@@ -258,7 +258,16 @@ impl Frr {
         dir.write("zebra.conf", "hostname zebra\n")?;
         dir.chown_all(uid, gid)?;
         // Both daemons use -N NS: vtysh -N NS finds their sockets here.
-        let sockdir = PathBuf::from(format!("/var/run/frr/{}", ns.name()));
+        // /var/run is a tmpfs: on a fresh boot FRR's own run directory is
+        // only made by its service script, which we don't run.
+        let rundir = Path::new("/var/run/frr");
+        if !rundir.exists() {
+            std::fs::create_dir_all(rundir)
+                .map_err(|e| Error::io(format!("create {}", rundir.display()), e))?;
+            std::os::unix::fs::chown(rundir, Some(uid), Some(gid))
+                .map_err(|e| Error::io(format!("chown {}", rundir.display()), e))?;
+        }
+        let sockdir = rundir.join(ns.name());
         std::fs::create_dir_all(&sockdir)
             .map_err(|e| Error::io(format!("create {}", sockdir.display()), e))?;
         super::process::chown_tree(&sockdir, uid, gid)?;
@@ -376,6 +385,16 @@ impl Frr {
         &self.ns
     }
 
+    /// Pid of bgpd, if running.
+    pub fn bgpd_pid(&self) -> Option<u32> {
+        self.bgpd.as_ref().and_then(ChildGuard::pid)
+    }
+
+    /// Pid of zebra, if running.
+    pub fn zebra_pid(&self) -> Option<u32> {
+        self.zebra.as_ref().and_then(ChildGuard::pid)
+    }
+
     /// Directory with configs and logs.
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -466,9 +485,9 @@ impl Drop for Frr {
     }
 }
 
-/// `vtysh --version` first line, for CI logs.
+/// `bgpd --version` first line, for logs.
 pub fn frr_version() -> String {
-    run_unchecked(Command::new("vtysh").arg("--version"))
+    run_unchecked(Command::new(format!("{FRR_DIR}/bgpd")).arg("--version"))
         .map(|o| {
             String::from_utf8_lossy(&o.stdout)
                 .lines()

@@ -332,6 +332,31 @@ pub fn neighbors(ns: &NsHandle) -> Result<Vec<NeighRow>> {
     parse_neighbors(&out.stdout)
 }
 
+/// A locally administered unicast MAC numbered `n` within `space`
+/// (`02:SS:NN:NN:NN:NN`), for generating many distinct MACs.
+pub fn nth_mac(space: u8, n: u32) -> String {
+    let b = n.to_be_bytes();
+    format!(
+        "02:{space:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        b[0], b[1], b[2], b[3]
+    )
+}
+
+/// Add static FDB entries on bridge port `port` (`bridge fdb add MAC dev
+/// PORT master static`) in one `bridge -batch` run: the bridge treats them
+/// as local MACs behind that port, so a VTEP advertises them (benchmarks).
+pub fn fdb_add_local_batch(ns: &NsHandle, port: &str, macs: &[String]) -> Result<()> {
+    check_ifname(port)?;
+    let dir = RunDir::new(&format!("fdb-{}", ns.name()))?;
+    let mut batch = String::with_capacity(macs.len() * 48);
+    for m in macs {
+        batch.push_str(&format!("fdb add {m} dev {port} master static\n"));
+    }
+    let file = dir.write("fdb.batch", &batch)?;
+    ns.run(&["bridge".as_ref(), "-batch".as_ref(), file.as_os_str()])
+        .map(drop)
+}
+
 /// Number of forwarding entries of a bridge: /sys/class/net/BR/brforward
 /// holds 16 bytes per entry; read from inside the namespace.
 pub fn brforward_count(ns: &NsHandle, bridge: &str) -> Result<usize> {
@@ -356,7 +381,15 @@ impl Tcpdump {
         let dir = RunDir::new(&format!("tcpdump-{}", ns.name()))?;
         let out = dir.path().join("packets.txt");
         let err = dir.path().join("tcpdump.err");
-        let mut cmd = ns.command(&["tcpdump", "-n", "-l", "-q", "-i", ifname]);
+        let mut cmd = ns.command(&[
+            "tcpdump",
+            "-n",
+            "-l",
+            "-q",
+            "--immediate-mode",
+            "-i",
+            ifname,
+        ]);
         cmd.args(filter.split_whitespace());
         cmd.stdin(std::process::Stdio::null());
         let fo = std::fs::File::create(&out)
@@ -395,6 +428,18 @@ impl Tcpdump {
             return Ok(n);
         }
         count_lines(&self.out)
+    }
+
+    /// Wait until at least `n` packets were captured.
+    pub fn wait_packets(&self, n: usize, timeout: std::time::Duration) -> Result<()> {
+        super::wait::wait_for(timeout, &format!("{n} captured packets"), || {
+            let got = count_lines(&self.out)?;
+            Ok(if got >= n {
+                super::wait::Poll::Ready(())
+            } else {
+                super::wait::Poll::NotYet(format!("{got} packets"))
+            })
+        })
     }
 
     /// Lines captured so far (one per packet with `-q`).

@@ -209,6 +209,18 @@ impl Drop for ChildGuard {
     }
 }
 
+/// Resident set size of a process in KiB (`VmRSS` of /proc/PID/status),
+/// for memory benchmarks.
+pub fn rss_kib(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let text = fs::read_to_string(&path).map_err(|e| Error::io(format!("read {path}"), e))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| Error::parse(path, "no VmRSS line"))
+}
+
 /// Last `max_lines` lines of a file (for failure reports).
 pub fn tail(path: &Path, max_lines: usize) -> String {
     let Ok(mut f) = fs::File::open(path) else {
