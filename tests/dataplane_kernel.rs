@@ -252,6 +252,11 @@ fn config(vnis: Vec<VniSpec>) -> DataplaneConfig {
 }
 
 fn start(cfg: DataplaneConfig) -> (DataplaneHandle, mpsc::Receiver<LocalEvent>) {
+    // RUST_LOG=evpnd=debug shows the dataplane's logs with the test output.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let (tx, rx) = mpsc::channel(100_000);
     let h = dataplane::spawn(cfg, tx).expect("spawn dataplane");
     (h, rx)

@@ -122,6 +122,8 @@ struct VniState {
     up: bool,
     /// Last reason the VNI is not usable, logged once per change.
     problem: Option<String>,
+    /// Configuration warnings already logged (VRF missing, port flags).
+    warned: BTreeSet<String>,
     stale_macs: HashSet<MacAddress>,
     stale_flood: BTreeSet<IpAddr>,
     stale_neighs: HashSet<IpAddr>,
@@ -138,6 +140,7 @@ impl VniState {
             devs: None,
             up: false,
             problem: None,
+            warned: BTreeSet::new(),
             stale_macs: HashSet::new(),
             stale_flood: BTreeSet::new(),
             stale_neighs: HashSet::new(),
@@ -522,7 +525,7 @@ impl Actor {
             Some(v) => match self.link_by_name(v) {
                 Some(l) if l.is_kind("vrf") => Some(l.index),
                 _ => {
-                    self.note_problem(
+                    self.warn_once(
                         spec.vni,
                         format!("VRF device {v:?} not present (kernel without VRF support?); bridge stays in the default VRF"),
                     );
@@ -534,7 +537,7 @@ impl Actor {
         if !spec.create {
             if let Some(vx) = self.link_by_name(&spec.vxlan) {
                 if vx.port_learning == Some(true) || vx.port_neigh_suppress == Some(false) {
-                    self.note_problem(
+                    self.warn_once(
                         spec.vni,
                         format!(
                             "bridge port {} should have learning off and neigh_suppress on",
@@ -667,6 +670,15 @@ impl Actor {
         Ok(changed)
     }
 
+    fn warn_once(&mut self, vni: Vni, p: String) {
+        if let Some(s) = self.vnis.get_mut(&vni) {
+            if !s.warned.contains(&p) {
+                tracing::warn!(%vni, problem = %p, "VNI configuration problem");
+                s.warned.insert(p);
+            }
+        }
+    }
+
     fn note_problem(&mut self, vni: Vni, p: String) {
         if let Some(s) = self.vnis.get_mut(&vni) {
             if s.problem.as_deref() != Some(p.as_str()) {
@@ -721,11 +733,8 @@ impl Actor {
                     s.devs = Some(d);
                     self.by_bridge.insert(d.bridge, *vni);
                     self.by_vxlan.insert(d.vxlan, *vni);
-                    if s.problem.is_some() && !s.spec.create {
+                    if s.problem.take().is_some() {
                         tracing::info!(%vni, "VNI devices ready");
-                    }
-                    if s.spec.vrf.is_none() {
-                        s.problem = None;
                     }
                     if up != s.up {
                         s.up = up;
@@ -1073,6 +1082,7 @@ impl Actor {
                         // Flood entries written for the old mode are ours to remove.
                         tracing::info!(%vni, "flood mode changed");
                     }
+                    s.warned.clear();
                     s.spec = spec;
                 }
                 None => {
@@ -1143,7 +1153,14 @@ impl Actor {
         }
     }
 
+    /// Link notifications only trigger a (debounced) re-dump: they can be
+    /// older than our last dump, and the bridge's AF_BRIDGE port
+    /// notifications carry only part of a link, so applying them directly
+    /// would make a VNI flap.
     fn link_event(&mut self, l: &LinkMessage, add: bool) {
+        if l.header.interface_family == netlink_packet_route::AddressFamily::Bridge {
+            return;
+        }
         let row = LinkRow::from_msg(l);
         let relevant = self.by_bridge.contains_key(&row.index)
             || self.by_vxlan.contains_key(&row.index)
@@ -1153,30 +1170,16 @@ impl Actor {
                     || s.spec.vrf.as_deref() == Some(row.name.as_str())
             });
         if !relevant {
-            if add {
-                self.links.insert(row.index, row);
-            } else {
-                self.links.remove(&row.index);
-            }
             return;
         }
-        let before = self.links.get(&row.index).cloned();
-        if add {
-            // Link notifications without IFLA_LINKINFO changes keep the rest.
-            let changed = before.as_ref().map(|b| {
+        let changed = !add
+            || self.links.get(&row.index).is_none_or(|b| {
                 b.admin_up != row.admin_up
                     || b.master != row.master
                     || b.name != row.name
-                    || b.kind != row.kind
+                    || (row.kind.is_some() && b.kind != row.kind)
             });
-            self.links.insert(row.index, row);
-            if changed != Some(false) {
-                self.resolve_all();
-                self.schedule_reconcile();
-            }
-        } else {
-            self.links.remove(&row.index);
-            self.resolve_all();
+        if changed {
             self.schedule_reconcile();
         }
     }
