@@ -820,6 +820,11 @@ fn overrun_resyncs_and_bulk_write_rate() {
         wait_event(&mut rx, "VniUp", |e| matches!(e, LocalEvent::VniUp { .. })).await;
         h.sweep_stale().await.expect("sweep");
         ns.sh("ip link add vm1 type veth peer name vm1p && ip link set vm1 master br100 && ip link set vm1 up && ip link set vm1p up");
+        // Let the re-dump that the new port triggers happen first, so that
+        // only the overrun path can recover what the tiny buffer loses.
+        let r0 = h.stats().reconciles;
+        eventually("port-triggered reconcile", || h.stats().reconciles > r0).await;
+        let (r1, s1) = (h.stats().reconciles, h.stats().resyncs);
         let batch: String = (0..3000u32)
             .map(|i| {
                 format!(
@@ -909,6 +914,16 @@ fn overrun_resyncs_and_bulk_write_rate() {
             h.stats().resyncs >= 1,
             "no overrun was induced: {:?}",
             h.stats()
+        );
+        assert!(
+            h.stats().resyncs > s1,
+            "no overrun during the batches: {:?}",
+            h.stats()
+        );
+        assert_eq!(
+            h.stats().reconciles - r1,
+            h.stats().resyncs - s1,
+            "only overrun resyncs may have re-dumped"
         );
 
         // 10k remote MACs in one batch: rate and completeness.
