@@ -1100,3 +1100,54 @@ fn two_hosts_ping_over_vxlan() {
         );
     });
 }
+
+/// A VNI whose devices appear after start (create = false) starts working
+/// without a restart: desired state recorded earlier is written then.
+#[test]
+fn devices_appearing_later_get_the_desired_state() {
+    require_root!();
+    let ns = Netns::new("late");
+    let nsn = ns.view();
+    run_in(&ns, move || async move {
+        let ns = nsn;
+        let (h, mut rx) = start(config(vec![spec(
+            400,
+            false,
+            FloodMode::IngressReplication,
+        )]));
+        h.sweep_stale().await.expect("sweep");
+        let v = vni(400);
+        let m = "02:00:00:00:05:01";
+        h.apply(vec![
+            Intent::RemoteMacUpsert {
+                vni: v,
+                mac: mac(m),
+                vtep: ip("10.0.0.2"),
+            },
+            Intent::FloodAdd {
+                vni: v,
+                vtep: ip("10.0.0.2"),
+            },
+        ])
+        .await
+        .expect("apply");
+        assert_eq!(
+            h.snapshot().await.expect("snapshot").vnis[0].vxlan_ifindex,
+            None
+        );
+        ns.sh("ip link add br400 type bridge && ip link add vx400 type vxlan id 400 dstport 4789 local 10.0.0.1 nolearning \
+               && ip link set vx400 master br400 && bridge link set dev vx400 learning off neigh_suppress on \
+               && ip link set vx400 up && ip link set br400 up");
+        wait_event(&mut rx, "VniUp", |e| *e == LocalEvent::VniUp { vni: v }).await;
+        eventually("entries written once the devices exist", || {
+            ns.fdb_rows_for("vx400", m).len() == 2 && flood_dsts(&ns, "vx400") == vec!["10.0.0.2"]
+        })
+        .await;
+        assert_remote_mac(&ns, "vx400", "br400", m, "10.0.0.2");
+        // The VNI goes down with its device and nothing evpnd did not create is deleted.
+        ns.sh("ip link set vx400 nomaster");
+        wait_event(&mut rx, "VniDown", |e| *e == LocalEvent::VniDown { vni: v }).await;
+        h.set_vnis(vec![]).await.expect("reload");
+        assert!(ns.try_sh("ip link show vx400") && ns.try_sh("ip link show br400"));
+    });
+}
