@@ -24,6 +24,8 @@ use super::{
 /// Writes at or above this count are verified by a dump (bulk FDB inserts
 /// racing a hash-table resize have been dropped silently by some kernels).
 const VERIFY_BULK: usize = 64;
+/// Verification waits this long so that a stream of batches costs one dump.
+const VERIFY_DELAY: Duration = Duration::from_millis(300);
 /// Delay between a change that needs a reconcile and the reconcile, so that
 /// bursts of link/neigh notifications cost one dump.
 const DEBOUNCE: Duration = Duration::from_millis(100);
@@ -276,8 +278,15 @@ impl Actor {
     }
 
     fn schedule_reconcile(&mut self) {
-        if self.reconcile_at.is_none() {
-            self.reconcile_at = Some(tokio::time::Instant::now() + DEBOUNCE);
+        self.schedule_reconcile_in(DEBOUNCE);
+    }
+
+    /// Keeps the earliest pending time, so a steady stream of triggers cannot
+    /// postpone the pass forever.
+    fn schedule_reconcile_in(&mut self, delay: Duration) {
+        let at = tokio::time::Instant::now() + delay;
+        if self.reconcile_at.is_none_or(|t| t > at) {
+            self.reconcile_at = Some(at);
         }
     }
 
@@ -425,7 +434,7 @@ impl Actor {
         let n = ops.len();
         let errors = self.write(&ops, &origin, "apply").await;
         if n >= VERIFY_BULK || errors > 0 {
-            self.reconcile("verify").await;
+            self.schedule_reconcile_in(VERIFY_DELAY);
         }
         self.update_gauges();
         let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -776,7 +785,7 @@ impl Actor {
         }
         self.ensure_devices().await;
         self.resolve_all();
-        let (fdb, neighs) = match self.dump_tables().await {
+        let tables = match self.dump_tables().await {
             Ok(x) => x,
             Err(e) => {
                 self.stats.netlink_errors.fetch_add(1, Ordering::Relaxed);
@@ -787,8 +796,8 @@ impl Actor {
         let vnis: Vec<Vni> = self.vnis.keys().copied().collect();
         let mut ops = Vec::new();
         for vni in vnis {
-            ops.extend(self.diff_vni(vni, &fdb, &neighs, false));
-            self.sync_local(vni, &fdb, &neighs);
+            ops.extend(self.diff_vni(vni, &tables, false));
+            self.sync_local(vni, &tables);
         }
         if !ops.is_empty() {
             tracing::info!(
@@ -804,16 +813,15 @@ impl Actor {
         self.update_gauges();
     }
 
-    async fn dump_tables(&self) -> Result<(Vec<FdbRow>, Vec<NeighRow>), NetlinkError> {
-        Ok((
-            kernel::dump_fdb(&self.handle).await?,
-            kernel::dump_neighbors(&self.handle).await?,
-        ))
+    async fn dump_tables(&self) -> Result<Tables, NetlinkError> {
+        let fdb = kernel::dump_fdb(&self.handle).await?;
+        let neighs = kernel::dump_neighbors(&self.handle).await?;
+        Ok(Tables::new(fdb, neighs))
     }
 
     /// Writes that bring one VNI to its desired state. With `purge` the
     /// desired state is taken as empty and nothing is adopted.
-    fn diff_vni(&mut self, vni: Vni, fdb: &[FdbRow], neighs: &[NeighRow], purge: bool) -> Vec<Op> {
+    fn diff_vni(&mut self, vni: Vni, t: &Tables, purge: bool) -> Vec<Op> {
         let mut ops = Vec::new();
         let adopting = self.adopting && !purge;
         let empty = Desired::default();
@@ -835,7 +843,7 @@ impl Actor {
         let mut self_rows: HashMap<MacAddress, (Option<IpAddr>, bool)> = HashMap::new();
         let mut master_rows: HashMap<MacAddress, bool> = HashMap::new();
         let mut flood_rows: BTreeSet<IpAddr> = BTreeSet::new();
-        for r in fdb.iter().filter(|r| r.ifindex == dv.vxlan) {
+        for r in t.fdb_on(dv.vxlan) {
             if r.is_self() {
                 if r.mac == MacAddress::ZERO {
                     if let Some(dst) = r.dst.filter(|d| Some(*d) != dv.group) {
@@ -923,9 +931,9 @@ impl Actor {
         }
         // Suppression neighbors.
         let mut our_neighs: HashMap<IpAddr, (Option<MacAddress>, u16)> = HashMap::new();
-        for r in neighs
-            .iter()
-            .filter(|r| r.ifindex == dv.bridge && r.protocol == Some(self.protocol))
+        for r in t
+            .neigh_on(dv.bridge)
+            .filter(|r| r.protocol == Some(self.protocol))
         {
             our_neighs.insert(r.ip, (r.mac, r.state));
         }
@@ -961,7 +969,7 @@ impl Actor {
     }
 
     /// Bring the learned local state in line with a dump (start, resync).
-    fn sync_local(&mut self, vni: Vni, fdb: &[FdbRow], neighs: &[NeighRow]) {
+    fn sync_local(&mut self, vni: Vni, t: &Tables) {
         let proto = self.protocol;
         let Some(s) = self.vnis.get_mut(&vni) else {
             return;
@@ -969,12 +977,11 @@ impl Actor {
         let mut evs = Vec::new();
         let (macs, binds) = match s.devs {
             Some(dv) => (
-                fdb.iter()
+                t.fdb_master(dv.bridge)
                     .filter(|r| is_local_mac(r, dv))
                     .map(|r| r.mac)
                     .collect::<BTreeSet<_>>(),
-                neighs
-                    .iter()
+                t.neigh_on(dv.bridge)
                     .filter(|r| is_local_neigh(r, dv, proto))
                     .filter_map(|r| r.mac.map(|m| (r.ip, m)))
                     .collect::<BTreeMap<_, _>>(),
@@ -1041,10 +1048,10 @@ impl Actor {
             }
             self.resolve_all();
             match self.dump_tables().await {
-                Ok((fdb, neighs)) => {
+                Ok(tables) => {
                     let mut ops = Vec::new();
                     for vni in &removed {
-                        ops.extend(self.diff_vni(*vni, &fdb, &neighs, true));
+                        ops.extend(self.diff_vni(*vni, &tables, true));
                     }
                     self.write(&ops, &[], "VNI removed by reload").await;
                 }
@@ -1283,7 +1290,7 @@ impl Actor {
         if let Err(e) = self.refresh_links().await {
             tracing::warn!(error = %e, "link dump failed");
         }
-        let (fdb, neighs) = self.dump_tables().await.unwrap_or_default();
+        let t = self.dump_tables().await.unwrap_or_default();
         let mut out = KernelSnapshot {
             vnis: Vec::new(),
             adopting: self.adopting,
@@ -1315,7 +1322,7 @@ impl Actor {
                 v.bridge_ifindex = Some(dv.bridge);
                 v.vxlan_ifindex = Some(dv.vxlan);
                 let mut masters = HashSet::new();
-                for r in fdb.iter().filter(|r| r.ifindex == dv.vxlan) {
+                for r in t.fdb_on(dv.vxlan) {
                     if r.is_self() && r.mac == MacAddress::ZERO {
                         if let Some(dst) = r.dst.filter(|d| Some(*d) != dv.group) {
                             v.flood.push(dst);
@@ -1334,9 +1341,9 @@ impl Actor {
                     .filter(|m| !masters.contains(*m))
                     .copied()
                     .collect();
-                for r in neighs
-                    .iter()
-                    .filter(|r| r.ifindex == dv.bridge && r.protocol == Some(self.protocol))
+                for r in t
+                    .neigh_on(dv.bridge)
+                    .filter(|r| r.protocol == Some(self.protocol))
                 {
                     if let Some(m) = r.mac {
                         v.neighbors.insert(r.ip, m);
@@ -1346,6 +1353,41 @@ impl Actor {
             out.vnis.push(v);
         }
         out
+    }
+}
+
+/// One dump of the FDB and the neighbor tables, indexed so that each VNI
+/// only looks at its own devices.
+#[derive(Default)]
+struct Tables {
+    fdb_by_if: HashMap<u32, Vec<FdbRow>>,
+    /// Bridge rows (`master`) by bridge ifindex.
+    fdb_by_master: HashMap<u32, Vec<FdbRow>>,
+    neigh_by_if: HashMap<u32, Vec<NeighRow>>,
+}
+
+impl Tables {
+    fn new(fdb: Vec<FdbRow>, neighs: Vec<NeighRow>) -> Tables {
+        let mut t = Tables::default();
+        for r in fdb {
+            if let (Some(m), false) = (r.master, r.is_self()) {
+                t.fdb_by_master.entry(m).or_default().push(r.clone());
+            }
+            t.fdb_by_if.entry(r.ifindex).or_default().push(r);
+        }
+        for r in neighs {
+            t.neigh_by_if.entry(r.ifindex).or_default().push(r);
+        }
+        t
+    }
+    fn fdb_on(&self, ifindex: u32) -> impl Iterator<Item = &FdbRow> {
+        self.fdb_by_if.get(&ifindex).into_iter().flatten()
+    }
+    fn fdb_master(&self, bridge: u32) -> impl Iterator<Item = &FdbRow> {
+        self.fdb_by_master.get(&bridge).into_iter().flatten()
+    }
+    fn neigh_on(&self, ifindex: u32) -> impl Iterator<Item = &NeighRow> {
+        self.neigh_by_if.get(&ifindex).into_iter().flatten()
     }
 }
 
