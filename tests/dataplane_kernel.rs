@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -39,6 +40,7 @@ struct Netns {
     children: Vec<Child>,
     /// Views (for use inside the namespace thread) do not delete it.
     owner: bool,
+    files: Vec<PathBuf>,
 }
 
 impl Netns {
@@ -47,6 +49,7 @@ impl Netns {
             name: self.name.clone(),
             children: Vec::new(),
             owner: false,
+            files: Vec::new(),
         }
     }
 
@@ -65,6 +68,7 @@ impl Netns {
             name,
             children: Vec::new(),
             owner: true,
+            files: Vec::new(),
         };
         ns.sh("ip link set lo up");
         ns
@@ -106,7 +110,12 @@ impl Netns {
         }
     }
 
-    fn spawn(&mut self, cmd: &str) {
+    /// Run `cmd` in the background with stdout and stderr in files (removed
+    /// on drop); returns their paths.
+    fn capture(&mut self, cmd: &str) -> (PathBuf, PathBuf) {
+        let n = self.files.len();
+        let out = std::env::temp_dir().join(format!("{}-{n}.out", self.name));
+        let err = std::env::temp_dir().join(format!("{}-{n}.err", self.name));
         let c = Command::new("ip")
             .args([
                 "netns",
@@ -116,22 +125,22 @@ impl Netns {
                 "-c",
                 &format!("exec {cmd}"),
             ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stdout(std::fs::File::create(&out).expect("capture file"))
+            .stderr(std::fs::File::create(&err).expect("capture file"))
             .spawn()
             .expect("spawn background command");
         self.children.push(c);
+        self.files.push(out.clone());
+        self.files.push(err.clone());
+        (out, err)
     }
 
-    /// Stop the last background command and return its output.
-    fn reap(&mut self) -> String {
-        let c = self.children.pop().expect("a background command");
-        // SAFETY: plain signal to a child we spawned.
-        unsafe {
-            libc::kill(c.id() as libc::pid_t, libc::SIGINT);
+    fn stop_children(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
         }
-        let out = c.wait_with_output().expect("wait child");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.children.clear();
     }
 
     fn fdb(&self, dev: &str) -> Vec<Value> {
@@ -152,9 +161,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
+        self.stop_children();
+        for f in &self.files {
+            let _ = std::fs::remove_file(f);
         }
         if self.owner {
             let _ = Command::new("ip")
@@ -749,7 +758,7 @@ fn local_macs_and_neighbors_are_learned() {
 }
 
 #[test]
-fn arp_is_answered_by_the_bridge_and_not_flooded() {
+fn arp_and_nd_are_answered_by_the_bridge_and_not_flooded() {
     require_root!();
     let ns = Netns::new("arp");
     let vm = Netns::new("arpvm");
@@ -762,6 +771,7 @@ fn arp_is_answered_by_the_bridge_and_not_flooded() {
         wait_event(&mut rx, "VniUp", |e| matches!(e, LocalEvent::VniUp { .. })).await;
         let v = vni(100);
         add_vm(&ns, &vm, "vm1", "br100", "192.168.10.5/24");
+        vm.sh("ip -6 addr add fd00::5/64 dev eth0 nodad");
         let remote = "02:00:00:00:04:01";
         h.apply(vec![
             Intent::FloodAdd {
@@ -778,31 +788,50 @@ fn arp_is_answered_by_the_bridge_and_not_flooded() {
                 ip: ip("192.168.10.77"),
                 mac: mac(remote),
             },
+            Intent::NeighborUpsert {
+                vni: v,
+                ip: ip("fd00::77"),
+                mac: mac(remote),
+            },
         ])
         .await
         .expect("apply");
-        ns.spawn("tcpdump -l -n -i vx100 arp");
-        tokio::time::sleep(Duration::from_millis(800)).await;
-        // The ARP is answered locally; the echo itself goes nowhere.
+        let cap = ns.capture("tcpdump -l -n -i vx100 arp or icmp6");
+        eventually("tcpdump ready", || {
+            std::fs::read_to_string(&cap.1).is_ok_and(|e| e.contains("listening on"))
+        })
+        .await;
+        // Requests are answered locally (the echoes themselves go nowhere).
         vm.try_sh("ping -c 1 -W 1 192.168.10.77");
-        let n = vm.json("ip -j neigh show 192.168.10.77 dev eth0");
-        assert_eq!(
-            n.first().map(|x| x["lladdr"].clone()),
-            Some(Value::from(remote)),
-            "{n:?}"
-        );
-        // Control: an address without a suppression entry is flooded.
+        vm.try_sh("ping -6 -c 1 -W 1 fd00::77");
+        for a in ["192.168.10.77", "fd00::77"] {
+            let n = vm.json(&format!("ip -j neigh show {a} dev eth0"));
+            assert_eq!(
+                n.first().map(|x| x["lladdr"].clone()),
+                Some(Value::from(remote)),
+                "{a}: {n:?}"
+            );
+        }
+        // Control: addresses without a suppression entry are flooded. They
+        // go out after the suppressed ones, so once they show up in the
+        // capture, anything for .77 would have shown up too.
         vm.try_sh("ping -c 1 -W 1 192.168.10.78");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let cap = ns.reap();
+        vm.try_sh("ping -6 -c 1 -W 1 fd00::78");
+        eventually("control ARP and NS captured", || {
+            std::fs::read_to_string(&cap.0)
+                .is_ok_and(|o| o.contains("192.168.10.78") && o.contains("who has fd00::78"))
+        })
+        .await;
+        let out = std::fs::read_to_string(&cap.0).unwrap_or_default();
         assert!(
-            !cap.contains("192.168.10.77"),
-            "ARP for a suppressed address left via vxlan: {cap}"
+            !out.contains("192.168.10.77"),
+            "ARP for a suppressed address left via vxlan: {out}"
         );
         assert!(
-            cap.contains("192.168.10.78"),
-            "control ARP not captured: {cap:?}"
+            !out.contains("who has fd00::77"),
+            "NS for a suppressed address left via vxlan: {out}"
         );
+        ns.stop_children();
     });
 }
 
