@@ -399,6 +399,15 @@ fn create_devices_reload_and_vrf_degrades() {
         })
         .await;
 
+        // A reload that changes the local address re-creates the device
+        // evpnd made (the kernel cannot change it on a live device).
+        let mut moved = spec(100, true, FloodMode::IngressReplication);
+        moved.local_ip = ip("10.0.0.9");
+        h.set_vnis(vec![moved]).await.expect("reload");
+        let info = ns.json("ip -d -j link show vx100");
+        assert_eq!(info[0]["linkinfo"]["info_data"]["local"], "10.0.0.9");
+        assert_eq!(info[0]["master"], "br100");
+
         // A created device deleted by hand comes back.
         ns.sh("ip link del vx100");
         eventually("vx100 re-created", || {
@@ -611,7 +620,6 @@ fn restart_adopts_stale_entries_and_sweeps() {
             .await
             .expect("apply");
         } // the first instance goes away with its handle
-        tokio::time::sleep(Duration::from_millis(100)).await;
 
         let (h, mut rx) = start(config(vec![spec(100, true, FloodMode::IngressReplication)]));
         wait_event(&mut rx, "VniUp", |e| matches!(e, LocalEvent::VniUp { .. })).await;

@@ -572,6 +572,28 @@ impl Actor {
             created_br = true;
             changed = true;
         }
+        // A vxlan device we created whose settings no longer match the
+        // configuration (reload changed local IP, port or group) is
+        // re-created: the kernel cannot change these on a live device.
+        if let Some(vx) = self.link_by_name(&spec.vxlan).cloned() {
+            let info = vx.vxlan.clone().unwrap_or_default();
+            let group = match &spec.flood {
+                FloodMode::Multicast { group, .. } => Some(*group),
+                _ => None,
+            };
+            let stale = info.local != Some(spec.local_ip)
+                || info.port != Some(spec.dstport)
+                || info.vni != Some(spec.vni.get())
+                || info.group != group;
+            if stale && vx.alias.as_deref() == Some(alias.as_str()) {
+                tracing::info!(vni = %spec.vni, dev = %vx.name, "re-creating vxlan device with the new settings");
+                link.del(vx.index)
+                    .execute()
+                    .await
+                    .map_err(|e| DeviceError::new("delete outdated vxlan", &vx.name, e))?;
+                self.links.remove(&vx.index);
+            }
+        }
         if self.link_by_name(&spec.vxlan).is_none() {
             let mut v = LinkVxlan::new(&spec.vxlan, spec.vni.get())
                 .port(spec.dstport)
