@@ -762,6 +762,20 @@ fn local_macs_and_neighbors_are_learned() {
         .await;
         let snap = h.snapshot().await.expect("snapshot");
         assert!(!snap.vnis[0].local_macs.contains(&mac(r)), "{snap:?}");
+        // The VM speaks again: the bridge takes the entry over from the
+        // tunnel; that is a MacAdd, and reconciliation does not steal it back.
+        vm.sh("ping -c 1 -W 2 192.168.10.1 >/dev/null");
+        wait_event(&mut rx, "MacAdd after moving back", |e| {
+            *e == LocalEvent::MacAdd { vni: v, mac: vmm }
+        })
+        .await;
+        h.reconcile().await.expect("reconcile");
+        let rows = ns.fdb_rows_for("vm1", &vm_mac);
+        assert!(rows.iter().any(|r| r["master"] == "br100"), "{rows:?}");
+        assert!(!ns
+            .fdb_rows_for("vx100", &vm_mac)
+            .iter()
+            .any(|r| r["master"] == "br100"));
     });
 }
 

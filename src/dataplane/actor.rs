@@ -878,10 +878,22 @@ impl Actor {
                 master_rows.insert(r.mac, r.ext_learned());
             }
         }
-        // Remote MACs.
+        // Remote MACs. One the bridge has since learned on a local port took
+        // over the entry (a VM moved here): the RIB decides on the move
+        // (RFC 7432 §15) from our MacAdd, so reconciliation must not steal
+        // it back; an explicit upsert from the RIB still does.
+        let learned_here: HashSet<MacAddress> = t
+            .fdb_master(dv.bridge)
+            .filter(|r| is_local_mac(r, dv))
+            .map(|r| r.mac)
+            .collect();
         for (mac, vtep) in &d.remote {
             let ok = self_rows.get(mac) == Some(&(Some(*vtep), true))
                 && master_rows.get(mac) == Some(&true);
+            if !ok && learned_here.contains(mac) {
+                tracing::debug!(%vni, %mac, "remote MAC now learned locally; left to the RIB");
+                continue;
+            }
             if !ok {
                 ops.push(Op::MacUpsert {
                     vni,
