@@ -371,6 +371,14 @@ fn create_devices_reload_and_vrf_degrades() {
             .expect("vni 100");
         assert!(s100.up);
         assert_eq!(s100.created.len(), 2);
+        assert_eq!(
+            (s100.port_learning, s100.neigh_suppress, s100.vxlan_learning),
+            (Some(false), Some(true), Some(false))
+        );
+        assert_eq!(
+            (s100.vxlan_local, s100.dstport),
+            (Some(ip("10.0.0.1")), Some(4789))
+        );
 
         // Reload: 101 goes (its created devices with it), 100 stays untouched,
         // 102 goes but its hand-made devices stay.

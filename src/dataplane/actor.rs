@@ -1352,6 +1352,15 @@ impl Actor {
                     }
                 }
             }
+            v.problem = s.problem.clone();
+            if let Some(vx) = self.link_by_name(&s.spec.vxlan) {
+                let info = vx.vxlan.clone().unwrap_or_default();
+                v.vxlan_local = info.local;
+                v.dstport = info.port;
+                v.vxlan_learning = info.learning;
+                v.port_learning = vx.port_learning;
+                v.neigh_suppress = vx.port_neigh_suppress;
+            }
             if let Some(dv) = s.devs {
                 v.bridge_ifindex = Some(dv.bridge);
                 v.vxlan_ifindex = Some(dv.vxlan);

@@ -225,6 +225,14 @@ pub struct VniSnapshot {
     pub bridge_ifindex: Option<u32>,
     pub vxlan_ifindex: Option<u32>,
     pub up: bool,
+    /// Why the VNI is not usable, when it is not.
+    pub problem: Option<String>,
+    /// Settings of the vxlan device and its bridge port, as the kernel has them.
+    pub vxlan_local: Option<IpAddr>,
+    pub dstport: Option<u16>,
+    pub vxlan_learning: Option<bool>,
+    pub port_learning: Option<bool>,
+    pub neigh_suppress: Option<bool>,
     /// Devices evpnd created (carry our alias).
     pub created: Vec<String>,
     /// Remote MACs of ours on the vxlan device: MAC → VTEP.
