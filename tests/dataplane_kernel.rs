@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -39,6 +40,7 @@ struct Netns {
     children: Vec<Child>,
     /// Views (for use inside the namespace thread) do not delete it.
     owner: bool,
+    files: Vec<PathBuf>,
 }
 
 impl Netns {
@@ -47,6 +49,7 @@ impl Netns {
             name: self.name.clone(),
             children: Vec::new(),
             owner: false,
+            files: Vec::new(),
         }
     }
 
@@ -65,6 +68,7 @@ impl Netns {
             name,
             children: Vec::new(),
             owner: true,
+            files: Vec::new(),
         };
         ns.sh("ip link set lo up");
         ns
@@ -106,7 +110,12 @@ impl Netns {
         }
     }
 
-    fn spawn(&mut self, cmd: &str) {
+    /// Run `cmd` in the background with stdout and stderr in files (removed
+    /// on drop); returns their paths.
+    fn capture(&mut self, cmd: &str) -> (PathBuf, PathBuf) {
+        let n = self.files.len();
+        let out = std::env::temp_dir().join(format!("{}-{n}.out", self.name));
+        let err = std::env::temp_dir().join(format!("{}-{n}.err", self.name));
         let c = Command::new("ip")
             .args([
                 "netns",
@@ -116,22 +125,22 @@ impl Netns {
                 "-c",
                 &format!("exec {cmd}"),
             ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stdout(std::fs::File::create(&out).expect("capture file"))
+            .stderr(std::fs::File::create(&err).expect("capture file"))
             .spawn()
             .expect("spawn background command");
         self.children.push(c);
+        self.files.push(out.clone());
+        self.files.push(err.clone());
+        (out, err)
     }
 
-    /// Stop the last background command and return its output.
-    fn reap(&mut self) -> String {
-        let c = self.children.pop().expect("a background command");
-        // SAFETY: plain signal to a child we spawned.
-        unsafe {
-            libc::kill(c.id() as libc::pid_t, libc::SIGINT);
+    fn stop_children(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
         }
-        let out = c.wait_with_output().expect("wait child");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.children.clear();
     }
 
     fn fdb(&self, dev: &str) -> Vec<Value> {
@@ -152,9 +161,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
+        self.stop_children();
+        for f in &self.files {
+            let _ = std::fs::remove_file(f);
         }
         if self.owner {
             let _ = Command::new("ip")
@@ -252,6 +261,11 @@ fn config(vnis: Vec<VniSpec>) -> DataplaneConfig {
 }
 
 fn start(cfg: DataplaneConfig) -> (DataplaneHandle, mpsc::Receiver<LocalEvent>) {
+    // RUST_LOG=evpnd=debug shows the dataplane's logs with the test output.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let (tx, rx) = mpsc::channel(100_000);
     let h = dataplane::spawn(cfg, tx).expect("spawn dataplane");
     (h, rx)
@@ -357,6 +371,14 @@ fn create_devices_reload_and_vrf_degrades() {
             .expect("vni 100");
         assert!(s100.up);
         assert_eq!(s100.created.len(), 2);
+        assert_eq!(
+            (s100.port_learning, s100.neigh_suppress, s100.vxlan_learning),
+            (Some(false), Some(true), Some(false))
+        );
+        assert_eq!(
+            (s100.vxlan_local, s100.dstport),
+            (Some(ip("10.0.0.1")), Some(4789))
+        );
 
         // Reload: 101 goes (its created devices with it), 100 stays untouched,
         // 102 goes but its hand-made devices stay.
@@ -384,6 +406,15 @@ fn create_devices_reload_and_vrf_degrades() {
             *e == LocalEvent::VniDown { vni: vni(102) }
         })
         .await;
+
+        // A reload that changes the local address re-creates the device
+        // evpnd made (the kernel cannot change it on a live device).
+        let mut moved = spec(100, true, FloodMode::IngressReplication);
+        moved.local_ip = ip("10.0.0.9");
+        h.set_vnis(vec![moved]).await.expect("reload");
+        let info = ns.json("ip -d -j link show vx100");
+        assert_eq!(info[0]["linkinfo"]["info_data"]["local"], "10.0.0.9");
+        assert_eq!(info[0]["master"], "br100");
 
         // A created device deleted by hand comes back.
         ns.sh("ip link del vx100");
@@ -597,7 +628,6 @@ fn restart_adopts_stale_entries_and_sweeps() {
             .await
             .expect("apply");
         } // the first instance goes away with its handle
-        tokio::time::sleep(Duration::from_millis(100)).await;
 
         let (h, mut rx) = start(config(vec![spec(100, true, FloodMode::IngressReplication)]));
         wait_event(&mut rx, "VniUp", |e| matches!(e, LocalEvent::VniUp { .. })).await;
@@ -740,11 +770,25 @@ fn local_macs_and_neighbors_are_learned() {
         .await;
         let snap = h.snapshot().await.expect("snapshot");
         assert!(!snap.vnis[0].local_macs.contains(&mac(r)), "{snap:?}");
+        // The VM speaks again: the bridge takes the entry over from the
+        // tunnel; that is a MacAdd, and reconciliation does not steal it back.
+        vm.sh("ping -c 1 -W 2 192.168.10.1 >/dev/null");
+        wait_event(&mut rx, "MacAdd after moving back", |e| {
+            *e == LocalEvent::MacAdd { vni: v, mac: vmm }
+        })
+        .await;
+        h.reconcile().await.expect("reconcile");
+        let rows = ns.fdb_rows_for("vm1", &vm_mac);
+        assert!(rows.iter().any(|r| r["master"] == "br100"), "{rows:?}");
+        assert!(!ns
+            .fdb_rows_for("vx100", &vm_mac)
+            .iter()
+            .any(|r| r["master"] == "br100"));
     });
 }
 
 #[test]
-fn arp_is_answered_by_the_bridge_and_not_flooded() {
+fn arp_and_nd_are_answered_by_the_bridge_and_not_flooded() {
     require_root!();
     let ns = Netns::new("arp");
     let vm = Netns::new("arpvm");
@@ -757,6 +801,7 @@ fn arp_is_answered_by_the_bridge_and_not_flooded() {
         wait_event(&mut rx, "VniUp", |e| matches!(e, LocalEvent::VniUp { .. })).await;
         let v = vni(100);
         add_vm(&ns, &vm, "vm1", "br100", "192.168.10.5/24");
+        vm.sh("ip -6 addr add fd00::5/64 dev eth0 nodad");
         let remote = "02:00:00:00:04:01";
         h.apply(vec![
             Intent::FloodAdd {
@@ -773,31 +818,50 @@ fn arp_is_answered_by_the_bridge_and_not_flooded() {
                 ip: ip("192.168.10.77"),
                 mac: mac(remote),
             },
+            Intent::NeighborUpsert {
+                vni: v,
+                ip: ip("fd00::77"),
+                mac: mac(remote),
+            },
         ])
         .await
         .expect("apply");
-        ns.spawn("tcpdump -l -n -i vx100 arp");
-        tokio::time::sleep(Duration::from_millis(800)).await;
-        // The ARP is answered locally; the echo itself goes nowhere.
+        let cap = ns.capture("tcpdump -l -n -i vx100 arp or icmp6");
+        eventually("tcpdump ready", || {
+            std::fs::read_to_string(&cap.1).is_ok_and(|e| e.contains("listening on"))
+        })
+        .await;
+        // Requests are answered locally (the echoes themselves go nowhere).
         vm.try_sh("ping -c 1 -W 1 192.168.10.77");
-        let n = vm.json("ip -j neigh show 192.168.10.77 dev eth0");
-        assert_eq!(
-            n.first().map(|x| x["lladdr"].clone()),
-            Some(Value::from(remote)),
-            "{n:?}"
-        );
-        // Control: an address without a suppression entry is flooded.
+        vm.try_sh("ping -6 -c 1 -W 1 fd00::77");
+        for a in ["192.168.10.77", "fd00::77"] {
+            let n = vm.json(&format!("ip -j neigh show {a} dev eth0"));
+            assert_eq!(
+                n.first().map(|x| x["lladdr"].clone()),
+                Some(Value::from(remote)),
+                "{a}: {n:?}"
+            );
+        }
+        // Control: addresses without a suppression entry are flooded. They
+        // go out after the suppressed ones, so once they show up in the
+        // capture, anything for .77 would have shown up too.
         vm.try_sh("ping -c 1 -W 1 192.168.10.78");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let cap = ns.reap();
+        vm.try_sh("ping -6 -c 1 -W 1 fd00::78");
+        eventually("control ARP and NS captured", || {
+            std::fs::read_to_string(&cap.0)
+                .is_ok_and(|o| o.contains("192.168.10.78") && o.contains("who has fd00::78"))
+        })
+        .await;
+        let out = std::fs::read_to_string(&cap.0).unwrap_or_default();
         assert!(
-            !cap.contains("192.168.10.77"),
-            "ARP for a suppressed address left via vxlan: {cap}"
+            !out.contains("192.168.10.77"),
+            "ARP for a suppressed address left via vxlan: {out}"
         );
         assert!(
-            cap.contains("192.168.10.78"),
-            "control ARP not captured: {cap:?}"
+            !out.contains("who has fd00::77"),
+            "NS for a suppressed address left via vxlan: {out}"
         );
+        ns.stop_children();
     });
 }
 
@@ -815,6 +879,11 @@ fn overrun_resyncs_and_bulk_write_rate() {
         wait_event(&mut rx, "VniUp", |e| matches!(e, LocalEvent::VniUp { .. })).await;
         h.sweep_stale().await.expect("sweep");
         ns.sh("ip link add vm1 type veth peer name vm1p && ip link set vm1 master br100 && ip link set vm1 up && ip link set vm1p up");
+        // Let the re-dump that the new port triggers happen first, so that
+        // only the overrun path can recover what the tiny buffer loses.
+        let r0 = h.stats().reconciles;
+        eventually("port-triggered reconcile", || h.stats().reconciles > r0).await;
+        let (r1, s1) = (h.stats().reconciles, h.stats().resyncs);
         let batch: String = (0..3000u32)
             .map(|i| {
                 format!(
@@ -905,6 +974,16 @@ fn overrun_resyncs_and_bulk_write_rate() {
             "no overrun was induced: {:?}",
             h.stats()
         );
+        assert!(
+            h.stats().resyncs > s1,
+            "no overrun during the batches: {:?}",
+            h.stats()
+        );
+        assert_eq!(
+            h.stats().reconciles - r1,
+            h.stats().resyncs - s1,
+            "only overrun resyncs may have re-dumped"
+        );
 
         // 10k remote MACs in one batch: rate and completeness.
         let n = 10_000u32;
@@ -917,22 +996,26 @@ fn overrun_resyncs_and_bulk_write_rate() {
             .collect();
         let t = Instant::now();
         h.apply(intents).await.expect("apply");
-        let el = t.elapsed();
+        let written = t.elapsed();
+        let complete = |ns: &Netns| {
+            let fdb = ns.fdb("vx100");
+            let ext = |r: &&Value| flags(r).contains(&"extern_learn".to_string());
+            let selfrows = fdb
+                .iter()
+                .filter(|r| ext(r) && r["dst"].is_string())
+                .count();
+            let masters = fdb
+                .iter()
+                .filter(|r| ext(r) && r["master"] == "br100")
+                .count();
+            (selfrows, masters) == (n as usize, n as usize)
+        };
+        eventually("all 10k remote MACs with both rows", || complete(&ns)).await;
+        let verified = t.elapsed();
         eprintln!(
-            "10k remote MACs: {:?} ({:.0} entries/s, incl. verification dump)",
-            el,
-            f64::from(n) / el.as_secs_f64()
+            "10k remote MACs: written in {written:?} ({:.0} entries/s), all present after {verified:?}",
+            f64::from(n) / written.as_secs_f64()
         );
-        let fdb = ns.fdb("vx100");
-        let selfrows = fdb
-            .iter()
-            .filter(|r| flags(r).contains(&"extern_learn".to_string()) && r["dst"].is_string())
-            .count();
-        let masters = fdb
-            .iter()
-            .filter(|r| r["master"] == "br100" && flags(r).contains(&"extern_learn".to_string()))
-            .count();
-        assert_eq!((selfrows, masters), (n as usize, n as usize));
         let snap = h.snapshot().await.expect("snapshot");
         assert_eq!(snap.vnis[0].remote_macs.len(), n as usize);
         assert!(snap.vnis[0].remote_macs_without_master.is_empty());
@@ -1078,5 +1161,56 @@ fn two_hosts_ping_over_vxlan() {
             va.try_sh("ping -c 3 -i 0.2 -W 2 192.168.30.2"),
             "ping with remote MAC entries failed"
         );
+    });
+}
+
+/// A VNI whose devices appear after start (create = false) starts working
+/// without a restart: desired state recorded earlier is written then.
+#[test]
+fn devices_appearing_later_get_the_desired_state() {
+    require_root!();
+    let ns = Netns::new("late");
+    let nsn = ns.view();
+    run_in(&ns, move || async move {
+        let ns = nsn;
+        let (h, mut rx) = start(config(vec![spec(
+            400,
+            false,
+            FloodMode::IngressReplication,
+        )]));
+        h.sweep_stale().await.expect("sweep");
+        let v = vni(400);
+        let m = "02:00:00:00:05:01";
+        h.apply(vec![
+            Intent::RemoteMacUpsert {
+                vni: v,
+                mac: mac(m),
+                vtep: ip("10.0.0.2"),
+            },
+            Intent::FloodAdd {
+                vni: v,
+                vtep: ip("10.0.0.2"),
+            },
+        ])
+        .await
+        .expect("apply");
+        assert_eq!(
+            h.snapshot().await.expect("snapshot").vnis[0].vxlan_ifindex,
+            None
+        );
+        ns.sh("ip link add br400 type bridge && ip link add vx400 type vxlan id 400 dstport 4789 local 10.0.0.1 nolearning \
+               && ip link set vx400 master br400 && bridge link set dev vx400 learning off neigh_suppress on \
+               && ip link set vx400 up && ip link set br400 up");
+        wait_event(&mut rx, "VniUp", |e| *e == LocalEvent::VniUp { vni: v }).await;
+        eventually("entries written once the devices exist", || {
+            ns.fdb_rows_for("vx400", m).len() == 2 && flood_dsts(&ns, "vx400") == vec!["10.0.0.2"]
+        })
+        .await;
+        assert_remote_mac(&ns, "vx400", "br400", m, "10.0.0.2");
+        // The VNI goes down with its device and nothing evpnd did not create is deleted.
+        ns.sh("ip link set vx400 nomaster");
+        wait_event(&mut rx, "VniDown", |e| *e == LocalEvent::VniDown { vni: v }).await;
+        h.set_vnis(vec![]).await.expect("reload");
+        assert!(ns.try_sh("ip link show vx400") && ns.try_sh("ip link show br400"));
     });
 }

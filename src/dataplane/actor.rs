@@ -24,6 +24,8 @@ use super::{
 /// Writes at or above this count are verified by a dump (bulk FDB inserts
 /// racing a hash-table resize have been dropped silently by some kernels).
 const VERIFY_BULK: usize = 64;
+/// Verification waits this long so that a stream of batches costs one dump.
+const VERIFY_DELAY: Duration = Duration::from_millis(300);
 /// Delay between a change that needs a reconcile and the reconcile, so that
 /// bursts of link/neigh notifications cost one dump.
 const DEBOUNCE: Duration = Duration::from_millis(100);
@@ -122,6 +124,8 @@ struct VniState {
     up: bool,
     /// Last reason the VNI is not usable, logged once per change.
     problem: Option<String>,
+    /// Configuration warnings already logged (VRF missing, port flags).
+    warned: BTreeSet<String>,
     stale_macs: HashSet<MacAddress>,
     stale_flood: BTreeSet<IpAddr>,
     stale_neighs: HashSet<IpAddr>,
@@ -138,6 +142,7 @@ impl VniState {
             devs: None,
             up: false,
             problem: None,
+            warned: BTreeSet::new(),
             stale_macs: HashSet::new(),
             stale_flood: BTreeSet::new(),
             stale_neighs: HashSet::new(),
@@ -273,8 +278,15 @@ impl Actor {
     }
 
     fn schedule_reconcile(&mut self) {
-        if self.reconcile_at.is_none() {
-            self.reconcile_at = Some(tokio::time::Instant::now() + DEBOUNCE);
+        self.schedule_reconcile_in(DEBOUNCE);
+    }
+
+    /// Keeps the earliest pending time, so a steady stream of triggers cannot
+    /// postpone the pass forever.
+    fn schedule_reconcile_in(&mut self, delay: Duration) {
+        let at = tokio::time::Instant::now() + delay;
+        if self.reconcile_at.is_none_or(|t| t > at) {
+            self.reconcile_at = Some(at);
         }
     }
 
@@ -422,7 +434,7 @@ impl Actor {
         let n = ops.len();
         let errors = self.write(&ops, &origin, "apply").await;
         if n >= VERIFY_BULK || errors > 0 {
-            self.reconcile("verify").await;
+            self.schedule_reconcile_in(VERIFY_DELAY);
         }
         self.update_gauges();
         let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -522,7 +534,7 @@ impl Actor {
             Some(v) => match self.link_by_name(v) {
                 Some(l) if l.is_kind("vrf") => Some(l.index),
                 _ => {
-                    self.note_problem(
+                    self.warn_once(
                         spec.vni,
                         format!("VRF device {v:?} not present (kernel without VRF support?); bridge stays in the default VRF"),
                     );
@@ -534,7 +546,7 @@ impl Actor {
         if !spec.create {
             if let Some(vx) = self.link_by_name(&spec.vxlan) {
                 if vx.port_learning == Some(true) || vx.port_neigh_suppress == Some(false) {
-                    self.note_problem(
+                    self.warn_once(
                         spec.vni,
                         format!(
                             "bridge port {} should have learning off and neigh_suppress on",
@@ -559,6 +571,28 @@ impl Actor {
             tracing::info!(vni = %spec.vni, dev = %spec.bridge, "created bridge");
             created_br = true;
             changed = true;
+        }
+        // A vxlan device we created whose settings no longer match the
+        // configuration (reload changed local IP, port or group) is
+        // re-created: the kernel cannot change these on a live device.
+        if let Some(vx) = self.link_by_name(&spec.vxlan).cloned() {
+            let info = vx.vxlan.clone().unwrap_or_default();
+            let group = match &spec.flood {
+                FloodMode::Multicast { group, .. } => Some(*group),
+                _ => None,
+            };
+            let stale = info.local != Some(spec.local_ip)
+                || info.port != Some(spec.dstport)
+                || info.vni != Some(spec.vni.get())
+                || info.group != group;
+            if stale && vx.alias.as_deref() == Some(alias.as_str()) {
+                tracing::info!(vni = %spec.vni, dev = %vx.name, "re-creating vxlan device with the new settings");
+                link.del(vx.index)
+                    .execute()
+                    .await
+                    .map_err(|e| DeviceError::new("delete outdated vxlan", &vx.name, e))?;
+                self.links.remove(&vx.index);
+            }
         }
         if self.link_by_name(&spec.vxlan).is_none() {
             let mut v = LinkVxlan::new(&spec.vxlan, spec.vni.get())
@@ -667,6 +701,15 @@ impl Actor {
         Ok(changed)
     }
 
+    fn warn_once(&mut self, vni: Vni, p: String) {
+        if let Some(s) = self.vnis.get_mut(&vni) {
+            if !s.warned.contains(&p) {
+                tracing::warn!(%vni, problem = %p, "VNI configuration problem");
+                s.warned.insert(p);
+            }
+        }
+    }
+
     fn note_problem(&mut self, vni: Vni, p: String) {
         if let Some(s) = self.vnis.get_mut(&vni) {
             if s.problem.as_deref() != Some(p.as_str()) {
@@ -721,11 +764,8 @@ impl Actor {
                     s.devs = Some(d);
                     self.by_bridge.insert(d.bridge, *vni);
                     self.by_vxlan.insert(d.vxlan, *vni);
-                    if s.problem.is_some() && !s.spec.create {
+                    if s.problem.take().is_some() {
                         tracing::info!(%vni, "VNI devices ready");
-                    }
-                    if s.spec.vrf.is_none() {
-                        s.problem = None;
                     }
                     if up != s.up {
                         s.up = up;
@@ -767,7 +807,7 @@ impl Actor {
         }
         self.ensure_devices().await;
         self.resolve_all();
-        let (fdb, neighs) = match self.dump_tables().await {
+        let tables = match self.dump_tables().await {
             Ok(x) => x,
             Err(e) => {
                 self.stats.netlink_errors.fetch_add(1, Ordering::Relaxed);
@@ -778,8 +818,8 @@ impl Actor {
         let vnis: Vec<Vni> = self.vnis.keys().copied().collect();
         let mut ops = Vec::new();
         for vni in vnis {
-            ops.extend(self.diff_vni(vni, &fdb, &neighs, false));
-            self.sync_local(vni, &fdb, &neighs);
+            ops.extend(self.diff_vni(vni, &tables, false));
+            self.sync_local(vni, &tables);
         }
         if !ops.is_empty() {
             tracing::info!(
@@ -795,16 +835,15 @@ impl Actor {
         self.update_gauges();
     }
 
-    async fn dump_tables(&self) -> Result<(Vec<FdbRow>, Vec<NeighRow>), NetlinkError> {
-        Ok((
-            kernel::dump_fdb(&self.handle).await?,
-            kernel::dump_neighbors(&self.handle).await?,
-        ))
+    async fn dump_tables(&self) -> Result<Tables, NetlinkError> {
+        let fdb = kernel::dump_fdb(&self.handle).await?;
+        let neighs = kernel::dump_neighbors(&self.handle).await?;
+        Ok(Tables::new(fdb, neighs))
     }
 
     /// Writes that bring one VNI to its desired state. With `purge` the
     /// desired state is taken as empty and nothing is adopted.
-    fn diff_vni(&mut self, vni: Vni, fdb: &[FdbRow], neighs: &[NeighRow], purge: bool) -> Vec<Op> {
+    fn diff_vni(&mut self, vni: Vni, t: &Tables, purge: bool) -> Vec<Op> {
         let mut ops = Vec::new();
         let adopting = self.adopting && !purge;
         let empty = Desired::default();
@@ -826,7 +865,7 @@ impl Actor {
         let mut self_rows: HashMap<MacAddress, (Option<IpAddr>, bool)> = HashMap::new();
         let mut master_rows: HashMap<MacAddress, bool> = HashMap::new();
         let mut flood_rows: BTreeSet<IpAddr> = BTreeSet::new();
-        for r in fdb.iter().filter(|r| r.ifindex == dv.vxlan) {
+        for r in t.fdb_on(dv.vxlan) {
             if r.is_self() {
                 if r.mac == MacAddress::ZERO {
                     if let Some(dst) = r.dst.filter(|d| Some(*d) != dv.group) {
@@ -839,10 +878,22 @@ impl Actor {
                 master_rows.insert(r.mac, r.ext_learned());
             }
         }
-        // Remote MACs.
+        // Remote MACs. One the bridge has since learned on a local port took
+        // over the entry (a VM moved here): the RIB decides on the move
+        // (RFC 7432 §15) from our MacAdd, so reconciliation must not steal
+        // it back; an explicit upsert from the RIB still does.
+        let learned_here: HashSet<MacAddress> = t
+            .fdb_master(dv.bridge)
+            .filter(|r| is_local_mac(r, dv))
+            .map(|r| r.mac)
+            .collect();
         for (mac, vtep) in &d.remote {
             let ok = self_rows.get(mac) == Some(&(Some(*vtep), true))
                 && master_rows.get(mac) == Some(&true);
+            if !ok && learned_here.contains(mac) {
+                tracing::debug!(%vni, %mac, "remote MAC now learned locally; left to the RIB");
+                continue;
+            }
             if !ok {
                 ops.push(Op::MacUpsert {
                     vni,
@@ -914,9 +965,9 @@ impl Actor {
         }
         // Suppression neighbors.
         let mut our_neighs: HashMap<IpAddr, (Option<MacAddress>, u16)> = HashMap::new();
-        for r in neighs
-            .iter()
-            .filter(|r| r.ifindex == dv.bridge && r.protocol == Some(self.protocol))
+        for r in t
+            .neigh_on(dv.bridge)
+            .filter(|r| r.protocol == Some(self.protocol))
         {
             our_neighs.insert(r.ip, (r.mac, r.state));
         }
@@ -952,7 +1003,7 @@ impl Actor {
     }
 
     /// Bring the learned local state in line with a dump (start, resync).
-    fn sync_local(&mut self, vni: Vni, fdb: &[FdbRow], neighs: &[NeighRow]) {
+    fn sync_local(&mut self, vni: Vni, t: &Tables) {
         let proto = self.protocol;
         let Some(s) = self.vnis.get_mut(&vni) else {
             return;
@@ -960,12 +1011,11 @@ impl Actor {
         let mut evs = Vec::new();
         let (macs, binds) = match s.devs {
             Some(dv) => (
-                fdb.iter()
+                t.fdb_master(dv.bridge)
                     .filter(|r| is_local_mac(r, dv))
                     .map(|r| r.mac)
                     .collect::<BTreeSet<_>>(),
-                neighs
-                    .iter()
+                t.neigh_on(dv.bridge)
                     .filter(|r| is_local_neigh(r, dv, proto))
                     .filter_map(|r| r.mac.map(|m| (r.ip, m)))
                     .collect::<BTreeMap<_, _>>(),
@@ -1032,10 +1082,10 @@ impl Actor {
             }
             self.resolve_all();
             match self.dump_tables().await {
-                Ok((fdb, neighs)) => {
+                Ok(tables) => {
                     let mut ops = Vec::new();
                     for vni in &removed {
-                        ops.extend(self.diff_vni(*vni, &fdb, &neighs, true));
+                        ops.extend(self.diff_vni(*vni, &tables, true));
                     }
                     self.write(&ops, &[], "VNI removed by reload").await;
                 }
@@ -1073,6 +1123,7 @@ impl Actor {
                         // Flood entries written for the old mode are ours to remove.
                         tracing::info!(%vni, "flood mode changed");
                     }
+                    s.warned.clear();
                     s.spec = spec;
                 }
                 None => {
@@ -1143,7 +1194,14 @@ impl Actor {
         }
     }
 
+    /// Link notifications only trigger a (debounced) re-dump: they can be
+    /// older than our last dump, and the bridge's AF_BRIDGE port
+    /// notifications carry only part of a link, so applying them directly
+    /// would make a VNI flap.
     fn link_event(&mut self, l: &LinkMessage, add: bool) {
+        if l.header.interface_family == netlink_packet_route::AddressFamily::Bridge {
+            return;
+        }
         let row = LinkRow::from_msg(l);
         let relevant = self.by_bridge.contains_key(&row.index)
             || self.by_vxlan.contains_key(&row.index)
@@ -1153,30 +1211,16 @@ impl Actor {
                     || s.spec.vrf.as_deref() == Some(row.name.as_str())
             });
         if !relevant {
-            if add {
-                self.links.insert(row.index, row);
-            } else {
-                self.links.remove(&row.index);
-            }
             return;
         }
-        let before = self.links.get(&row.index).cloned();
-        if add {
-            // Link notifications without IFLA_LINKINFO changes keep the rest.
-            let changed = before.as_ref().map(|b| {
+        let changed = !add
+            || self.links.get(&row.index).is_none_or(|b| {
                 b.admin_up != row.admin_up
                     || b.master != row.master
                     || b.name != row.name
-                    || b.kind != row.kind
+                    || (row.kind.is_some() && b.kind != row.kind)
             });
-            self.links.insert(row.index, row);
-            if changed != Some(false) {
-                self.resolve_all();
-                self.schedule_reconcile();
-            }
-        } else {
-            self.links.remove(&row.index);
-            self.resolve_all();
+        if changed {
             self.schedule_reconcile();
         }
     }
@@ -1280,7 +1324,7 @@ impl Actor {
         if let Err(e) = self.refresh_links().await {
             tracing::warn!(error = %e, "link dump failed");
         }
-        let (fdb, neighs) = self.dump_tables().await.unwrap_or_default();
+        let t = self.dump_tables().await.unwrap_or_default();
         let mut out = KernelSnapshot {
             vnis: Vec::new(),
             adopting: self.adopting,
@@ -1308,11 +1352,20 @@ impl Actor {
                     }
                 }
             }
+            v.problem = s.problem.clone();
+            if let Some(vx) = self.link_by_name(&s.spec.vxlan) {
+                let info = vx.vxlan.clone().unwrap_or_default();
+                v.vxlan_local = info.local;
+                v.dstport = info.port;
+                v.vxlan_learning = info.learning;
+                v.port_learning = vx.port_learning;
+                v.neigh_suppress = vx.port_neigh_suppress;
+            }
             if let Some(dv) = s.devs {
                 v.bridge_ifindex = Some(dv.bridge);
                 v.vxlan_ifindex = Some(dv.vxlan);
                 let mut masters = HashSet::new();
-                for r in fdb.iter().filter(|r| r.ifindex == dv.vxlan) {
+                for r in t.fdb_on(dv.vxlan) {
                     if r.is_self() && r.mac == MacAddress::ZERO {
                         if let Some(dst) = r.dst.filter(|d| Some(*d) != dv.group) {
                             v.flood.push(dst);
@@ -1331,9 +1384,9 @@ impl Actor {
                     .filter(|m| !masters.contains(*m))
                     .copied()
                     .collect();
-                for r in neighs
-                    .iter()
-                    .filter(|r| r.ifindex == dv.bridge && r.protocol == Some(self.protocol))
+                for r in t
+                    .neigh_on(dv.bridge)
+                    .filter(|r| r.protocol == Some(self.protocol))
                 {
                     if let Some(m) = r.mac {
                         v.neighbors.insert(r.ip, m);
@@ -1343,6 +1396,41 @@ impl Actor {
             out.vnis.push(v);
         }
         out
+    }
+}
+
+/// One dump of the FDB and the neighbor tables, indexed so that each VNI
+/// only looks at its own devices.
+#[derive(Default)]
+struct Tables {
+    fdb_by_if: HashMap<u32, Vec<FdbRow>>,
+    /// Bridge rows (`master`) by bridge ifindex.
+    fdb_by_master: HashMap<u32, Vec<FdbRow>>,
+    neigh_by_if: HashMap<u32, Vec<NeighRow>>,
+}
+
+impl Tables {
+    fn new(fdb: Vec<FdbRow>, neighs: Vec<NeighRow>) -> Tables {
+        let mut t = Tables::default();
+        for r in fdb {
+            if let (Some(m), false) = (r.master, r.is_self()) {
+                t.fdb_by_master.entry(m).or_default().push(r.clone());
+            }
+            t.fdb_by_if.entry(r.ifindex).or_default().push(r);
+        }
+        for r in neighs {
+            t.neigh_by_if.entry(r.ifindex).or_default().push(r);
+        }
+        t
+    }
+    fn fdb_on(&self, ifindex: u32) -> impl Iterator<Item = &FdbRow> {
+        self.fdb_by_if.get(&ifindex).into_iter().flatten()
+    }
+    fn fdb_master(&self, bridge: u32) -> impl Iterator<Item = &FdbRow> {
+        self.fdb_by_master.get(&bridge).into_iter().flatten()
+    }
+    fn neigh_on(&self, ifindex: u32) -> impl Iterator<Item = &NeighRow> {
+        self.neigh_by_if.get(&ifindex).into_iter().flatten()
     }
 }
 

@@ -60,6 +60,37 @@
 //! carry the alias [`CREATED_ALIAS_PREFIX`]`<vni>`; only those are ever
 //! deleted (when their VNI is removed by a reload). A VRF that is absent
 //! (kernels without VRF support) is logged and ignored.
+//! A reload that changes the local IP, port or group of a device we created
+//! re-creates it.
+//!
+//! # Local state
+//! MACs the bridge learns on its non-vxlan ports (not permanent, not
+//! `extern_learn`) become [`LocalEvent::MacAdd`]/[`LocalEvent::MacRemove`]
+//! (deletion and ageing alike); IPv4/IPv6 neighbors on the bridge that are
+//! not ours become `NeighAdd`/`NeighRemove`. A remote MAC that the bridge
+//! re-learns on a local port (the VM moved here) yields a `MacAdd`, and
+//! reconciliation leaves that entry to the RIB instead of stealing it back.
+//!
+//! # Use
+//! ```no_run
+//! # async fn demo(vnis: Vec<evpnd::dataplane::VniSpec>) -> Result<(), evpnd::dataplane::DataplaneError> {
+//! use evpnd::dataplane::{spawn, DataplaneConfig};
+//! let (tx, mut local_events) = tokio::sync::mpsc::channel(1024);
+//! // Inside a tokio runtime; sockets belong to the caller's network namespace.
+//! let dp = spawn(DataplaneConfig::new(vnis), tx)?;
+//! // RIB intents in, local events out:
+//! dp.apply(vec![/* Intent::RemoteMacUpsert { .. }, .. */]).await?;
+//! // After End-of-RIB from the peers:
+//! dp.sweep_stale().await?;
+//! # let _ = local_events.recv().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Limitations
+//! One bridge per VNI (no VLAN-aware bridge with many VNIs); suppression
+//! neighbors go on the bridge itself, not on an SVI above it; a device that
+//! evpnd did not create is never changed beyond enslaving/flags when
+//! `create` is set, and only warned about otherwise.
 
 mod actor;
 mod kernel;
@@ -194,6 +225,14 @@ pub struct VniSnapshot {
     pub bridge_ifindex: Option<u32>,
     pub vxlan_ifindex: Option<u32>,
     pub up: bool,
+    /// Why the VNI is not usable, when it is not.
+    pub problem: Option<String>,
+    /// Settings of the vxlan device and its bridge port, as the kernel has them.
+    pub vxlan_local: Option<IpAddr>,
+    pub dstport: Option<u16>,
+    pub vxlan_learning: Option<bool>,
+    pub port_learning: Option<bool>,
+    pub neigh_suppress: Option<bool>,
     /// Devices evpnd created (carry our alias).
     pub created: Vec<String>,
     /// Remote MACs of ours on the vxlan device: MAC → VTEP.
