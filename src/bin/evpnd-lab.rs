@@ -54,6 +54,17 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // Multi-call: run as the daemon or the CLI when invoked under their
+    // names (see `evpnd_binary`).
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    match std::path::Path::new(&argv0)
+        .file_name()
+        .and_then(|n| n.to_str())
+    {
+        Some("evpnd") => return evpnd::cli::evpnd::main(),
+        Some("evpnctl") => return evpnd::cli::evpnctl::main(),
+        _ => {}
+    }
     let args = Args::parse();
     if !testbed::is_root() {
         eprintln!("evpnd-lab: must run as root (network namespaces): sudo evpnd-lab ...");
@@ -113,19 +124,24 @@ fn remove_sockets(pid: Option<u32>) {
     }
 }
 
+/// The evpnd to run on the hosts: the one built beside us if there is one
+/// (with its evpnctl), else this very executable under the names `evpnd`
+/// and `evpnctl` (symlinks in a private directory), so that
+/// `cargo run --bin evpnd-lab` works without building the other binaries.
 fn evpnd_binary() -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
     let bin = exe.with_file_name("evpnd");
-    if !bin.exists() {
-        return Err(format!(
-            "{} not found: build it with `cargo build --release --bins`",
-            bin.display()
-        ));
+    if bin.exists() && exe.with_file_name("evpnctl").exists() {
+        return Ok(bin);
     }
-    if !exe.with_file_name("evpnctl").exists() {
-        return Err(format!("evpnctl not found next to {}", exe.display()));
+    let dir = std::env::temp_dir().join(format!("evpnd-lab-bin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for name in ["evpnd", "evpnctl"] {
+        let link = dir.join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&exe, &link).map_err(|e| format!("{}: {e}", link.display()))?;
     }
-    Ok(bin)
+    Ok(dir.join("evpnd"))
 }
 
 fn run(args: &Args) -> Result<bool, String> {
