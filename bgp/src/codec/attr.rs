@@ -328,7 +328,7 @@ fn report(errors: &mut Vec<AttrErrorReport>, t: &Tlv, (action, reason): Fail) {
 /// Split into `n`-byte words; an empty value or a remainder is
 /// treat-as-withdraw (RFC 7606 §7.8, §7.10, §7.14).
 fn words(v: &[u8], n: usize) -> Result<std::slice::ChunksExact<'_, u8>, Fail> {
-    if v.is_empty() || v.len() % n != 0 {
+    if v.is_empty() || !v.chunks_exact(n).remainder().is_empty() {
         return Err(taw(AttrErrorKind::BadLength(v.len())));
     }
     Ok(v.chunks_exact(n))

@@ -163,7 +163,7 @@ fn decode_capability(code: u8, v: &[u8]) -> Option<Capability> {
         GRACEFUL_RESTART => {
             // RFC 4724 §3: flags(4 bits) restart time(12 bits), then
             // AFI(2) SAFI(1) flags(1) per AFI/SAFI.
-            if v.len() < 2 || (v.len() - 2) % 4 != 0 {
+            if v.len() < 2 || !v[2..].chunks_exact(4).remainder().is_empty() {
                 return None;
             }
             let word = u16::from_be_bytes([v[0], v[1]]);
