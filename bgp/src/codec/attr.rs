@@ -501,6 +501,8 @@ fn merge_as4_path(path: &AsPath, path4: AsPath) -> AsPath {
         return path.clone();
     }
     let mut need = n - n4;
+    // A sequence was cut in the middle: its head continues in AS4_PATH.
+    let mut need_glue = false;
     let mut merged: Vec<AsSegment> = Vec::new();
     for seg in &path.segments {
         match seg {
@@ -514,20 +516,22 @@ fn merge_as4_path(path: &AsPath, path4: AsPath) -> AsPath {
                 let take = need.min(v.len());
                 merged.push(AsSegment::Sequence(v[..take].to_vec()));
                 need -= take;
+                need_glue = take < v.len();
             }
         }
     }
-    for seg in path4.segments {
+    let mut rest = path4.segments.into_iter();
+    if let Some(first) = rest.next() {
         // Glue the kept head of a sequence to the AS4_PATH sequence it
-        // continues.
-        if let (Some(AsSegment::Sequence(last)), AsSegment::Sequence(next)) =
-            (merged.last_mut(), &seg)
-        {
-            last.extend_from_slice(next);
-            continue;
+        // continues (only at the junction).
+        match (merged.last_mut(), first) {
+            (Some(AsSegment::Sequence(last)), AsSegment::Sequence(next)) if need_glue => {
+                last.extend(next)
+            }
+            (_, first) => merged.push(first),
         }
-        merged.push(seg);
     }
+    merged.extend(rest);
     AsPath { segments: merged }
 }
 

@@ -262,7 +262,11 @@ pub(crate) fn encode_open(o: &Open, buf: &mut BytesMut) {
     }
 
     let short_len: usize = params.iter().map(|(_, v)| 2 + v.len()).sum();
-    let need_ext = short_len > 255 || params.iter().any(|(_, v)| v.len() > 255);
+    // The extended form is needed for long parameters, and when the short
+    // form would read as the extended one (length 255, first type 255).
+    let need_ext = short_len > 255
+        || params.iter().any(|(_, v)| v.len() > 255)
+        || (short_len == 255 && params.first().map(|p| p.0) == Some(PARAM_EXTENDED_LENGTH));
     if need_ext {
         // RFC 9072 §2.
         let long_len: usize = params.iter().map(|(_, v)| 3 + v.len()).sum();
