@@ -234,3 +234,20 @@ fn every_captured_file_is_covered() {
         }
     }
 }
+
+#[test]
+fn every_single_byte_mutation_of_every_vector_is_handled() {
+    for (name, text) in VECTORS {
+        let orig = unhex(text);
+        for at in 0..orig.len() {
+            for v in [0u8, 1, 2, 0x7f, 0x80, 0xff, orig[at] ^ 1, orig[at] ^ 0x10] {
+                let mut m = orig.clone();
+                m[at] = v;
+                for opts in [OPTS, CodecOptions::default(), super::tests::OLD] {
+                    super::proptests::decode_stable(&m, &opts)
+                        .unwrap_or_else(|e| panic!("{name} byte {at} = {v:#x}: {e}"));
+                }
+            }
+        }
+    }
+}

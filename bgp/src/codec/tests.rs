@@ -12,7 +12,7 @@ use crate::error::{AttrErrorKind, ErrorAction, NlriError};
 use crate::message::{Capability, MpReach, NextHop, Open, RawNlri, Update};
 use crate::types::Asn;
 
-const OLD: CodecOptions = CodecOptions {
+pub(super) const OLD: CodecOptions = CodecOptions {
     four_octet_as: false,
     extended_message: false,
 };
