@@ -691,3 +691,34 @@ fn too_long_is_not_written() {
     };
     assert!(try_encode(&Message::Update(u), &ext, &mut b).is_ok());
 }
+
+#[test]
+fn as_zero_rfc7607() {
+    // OPEN: My AS 0, or 4-octet AS capability 0 -> Bad Peer AS.
+    let mut body = open_body(4, 90, [1, 1, 1, 1], &[]);
+    body[1] = 0;
+    body[2] = 0;
+    let e = dec(&msg(1, &body), &NEW).unwrap_err();
+    assert_eq!(e.notification(), (OPEN_MESSAGE, BAD_PEER_AS, vec![]));
+    let body = open_body(4, 90, [1, 1, 1, 1], &[2, 6, 65, 4, 0, 0, 0, 0]);
+    let e = dec(&msg(1, &body), &NEW).unwrap_err();
+    assert_eq!(e.notification(), (OPEN_MESSAGE, BAD_PEER_AS, vec![]));
+    // AS_PATH with AS 0: treat-as-withdraw; AGGREGATOR AS 0: discard.
+    let a = [origin(), attr(WK, 2, &[2, 1, 0, 0, 0, 0]), next_hop()].concat();
+    let u = upd(&msg(2, &update_body(&[], &a, &[8, 10])), &NEW);
+    assert_eq!(
+        only_error(&u),
+        (2, ErrorAction::TreatAsWithdraw, AttrErrorKind::ZeroAsn)
+    );
+    let u = upd(&ipv4_update(&attr(OT, 7, &[0, 0, 0, 0, 1, 1, 1, 1])), &NEW);
+    assert_eq!(
+        only_error(&u),
+        (7, ErrorAction::AttributeDiscard, AttrErrorKind::ZeroAsn)
+    );
+    // AS4_PATH with AS 0 on a 2-octet session: discard.
+    let u = upd(&ipv4_update(&attr(OT, 17, &[2, 1, 0, 0, 0, 0])), &OLD);
+    assert_eq!(
+        only_error(&u),
+        (17, ErrorAction::AttributeDiscard, AttrErrorKind::ZeroAsn)
+    );
+}
