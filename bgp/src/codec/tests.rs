@@ -722,3 +722,28 @@ fn as_zero_rfc7607() {
         (17, ErrorAction::AttributeDiscard, AttrErrorKind::ZeroAsn)
     );
 }
+
+#[test]
+fn graceful_restart_capability_bytes() {
+    // R=0 N=1, restart time 300, EVPN with F bit, IPv4 unicast without.
+    let gr = [64u8, 10, 0x41, 0x2c, 0, 25, 70, 0x80, 0, 1, 1, 0];
+    let mut params = vec![2, gr.len() as u8];
+    params.extend_from_slice(&gr);
+    let m = msg(1, &open_body(4, 90, [1, 1, 1, 1], &params));
+    let Ok(Message::Open(o)) = dec(&m, &NEW) else {
+        panic!()
+    };
+    assert_eq!(
+        o.capabilities,
+        vec![Capability::GracefulRestart(
+            crate::message::GracefulRestartCap {
+                restarting: false,
+                notification: true,
+                restart_time: 300,
+                afi_safis: vec![(AfiSafi::L2VPN_EVPN, true), (AfiSafi::IPV4_UNICAST, false)],
+            }
+        )]
+    );
+    assert_eq!(enc(&Message::Open(o.clone()), &NEW), m);
+    assert_eq!(encoded_len(&Message::<RawNlri>::Open(o), &NEW), m.len());
+}
