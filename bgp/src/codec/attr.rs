@@ -536,8 +536,9 @@ fn merge_as4_path(path: &AsPath, path4: AsPath) -> AsPath {
     AsPath { segments: merged }
 }
 
-fn mp_err(msg: &[u8], t: &Tlv) -> DecodeError {
-    let _ = msg;
+/// MP attribute that cannot be parsed: the NOTIFICATION data is the whole
+/// attribute (RFC 4271 §6.3 Optional Attribute Error).
+fn mp_err(t: &Tlv) -> DecodeError {
     DecodeError::Update {
         offset: t.offset,
         subcode: OPTIONAL_ATTRIBUTE_ERROR,
@@ -583,9 +584,9 @@ fn decode_mp_reach<N: Nlri>(msg: &[u8], t: &Tlv) -> Result<MpReach<N>, DecodeErr
         let (i, reserved) = u8_(i)?;
         Ok((i, (afi, safi, nh, reserved)))
     };
-    let (nlri, (afi, safi, nh, _reserved)) = head(t.value).map_err(|_| mp_err(msg, t))?;
+    let (nlri, (afi, safi, nh, _reserved)) = head(t.value).map_err(|_| mp_err(t))?;
     let afi_safi = AfiSafi::new(afi, safi);
-    let next_hop = decode_next_hop(afi_safi, nh).ok_or_else(|| mp_err(msg, t))?;
+    let next_hop = decode_next_hop(afi_safi, nh).ok_or_else(|| mp_err(t))?;
     let nlri_offset = offset(msg, nlri);
     let nlri = N::decode_all(afi_safi, nlri).map_err(|source| DecodeError::Nlri {
         offset: nlri_offset,
@@ -605,7 +606,7 @@ fn decode_mp_unreach<N: Nlri>(msg: &[u8], t: &Tlv) -> Result<MpUnreach<N>, Decod
         let (i, safi) = u8_(i)?;
         Ok((i, (afi, safi)))
     };
-    let (nlri, (afi, safi)) = head(t.value).map_err(|_| mp_err(msg, t))?;
+    let (nlri, (afi, safi)) = head(t.value).map_err(|_| mp_err(t))?;
     let afi_safi = AfiSafi::new(afi, safi);
     let nlri_offset = offset(msg, nlri);
     let withdrawn = N::decode_all(afi_safi, nlri).map_err(|source| DecodeError::Nlri {
