@@ -101,7 +101,7 @@ fn open_capabilities() {
     assert_eq!(caps[4], Capability::FourOctetAs(Asn(65000)));
     assert_eq!(caps[5], Capability::ExtendedMessage);
     assert_eq!(caps[6], unknown(69, &[0x00, 0x19, 0x46, 0x01])); // ADD-PATH rx
-    assert!(matches!(&caps[7], Capability::Unknown { code: 73, .. })); // FQDN
+    assert_eq!(caps[7], unknown(73, b"\x06vtep-a\x00")); // FQDN: host, no domain
     assert_eq!(
         caps[8],
         Capability::GracefulRestart(GracefulRestartCap {
@@ -231,6 +231,23 @@ fn every_captured_file_is_covered() {
                 VECTORS.iter().any(|(n, _)| *n == stem),
                 "{name} has no golden test"
             );
+        }
+    }
+}
+
+#[test]
+fn every_single_byte_mutation_of_every_vector_is_handled() {
+    for (name, text) in VECTORS {
+        let orig = unhex(text);
+        for at in 0..orig.len() {
+            for v in [0u8, 1, 2, 0x7f, 0x80, 0xff, orig[at] ^ 1, orig[at] ^ 0x10] {
+                let mut m = orig.clone();
+                m[at] = v;
+                for opts in [OPTS, CodecOptions::default(), super::tests::OLD] {
+                    super::proptests::decode_stable(&m, &opts)
+                        .unwrap_or_else(|e| panic!("{name} byte {at} = {v:#x}: {e}"));
+                }
+            }
         }
     }
 }

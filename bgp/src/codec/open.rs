@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use super::read::{offset, take, u16_, u32_, u8_, PResult};
 use crate::error::notif::{
-    BAD_BGP_ID, OPEN_UNSPECIFIC, UNACCEPTABLE_HOLD_TIME, UNSUPPORTED_VERSION,
+    BAD_BGP_ID, BAD_PEER_AS, OPEN_UNSPECIFIC, UNACCEPTABLE_HOLD_TIME, UNSUPPORTED_VERSION,
 };
 use crate::error::DecodeError;
 use crate::message::{Capability, GracefulRestartCap, Open};
@@ -57,6 +57,11 @@ pub(crate) fn decode_open(msg: &[u8]) -> Result<Open, DecodeError> {
             UNSUPPORTED_VERSION,
             4u16.to_be_bytes().to_vec(),
         ));
+    }
+    // RFC 7607 §2: AS 0 is a Bad Peer AS (also in the 4-octet AS
+    // capability, checked below).
+    if my_as == 0 {
+        return Err(open_err(20, BAD_PEER_AS, Vec::new()));
     }
     if hold_time == 1 || hold_time == 2 {
         return Err(open_err(22, UNACCEPTABLE_HOLD_TIME, Vec::new()));
@@ -116,6 +121,9 @@ pub(crate) fn decode_open(msg: &[u8]) -> Result<Open, DecodeError> {
         }
         i = r;
     }
+    if open.asn() == Asn(0) {
+        return Err(open_err(20, BAD_PEER_AS, Vec::new()));
+    }
     Ok(open)
 }
 
@@ -163,7 +171,7 @@ fn decode_capability(code: u8, v: &[u8]) -> Option<Capability> {
         GRACEFUL_RESTART => {
             // RFC 4724 §3: flags(4 bits) restart time(12 bits), then
             // AFI(2) SAFI(1) flags(1) per AFI/SAFI.
-            if v.len() < 2 || (v.len() - 2) % 4 != 0 {
+            if v.len() < 2 || !v[2..].chunks_exact(4).remainder().is_empty() {
                 return None;
             }
             let word = u16::from_be_bytes([v[0], v[1]]);
@@ -262,7 +270,11 @@ pub(crate) fn encode_open(o: &Open, buf: &mut BytesMut) {
     }
 
     let short_len: usize = params.iter().map(|(_, v)| 2 + v.len()).sum();
-    let need_ext = short_len > 255 || params.iter().any(|(_, v)| v.len() > 255);
+    // The extended form is needed for long parameters, and when the short
+    // form would read as the extended one (length 255, first type 255).
+    let need_ext = short_len > 255
+        || params.iter().any(|(_, v)| v.len() > 255)
+        || (short_len == 255 && params.first().map(|p| p.0) == Some(PARAM_EXTENDED_LENGTH));
     if need_ext {
         // RFC 9072 §2.
         let long_len: usize = params.iter().map(|(_, v)| 3 + v.len()).sum();

@@ -23,7 +23,15 @@ pub(crate) fn take(i: &[u8], n: usize) -> PResult<'_, &[u8]> {
     nom::bytes::complete::take(n)(i)
 }
 
-/// Byte offset of `rest` within `whole` (`rest` must be a suffix of `whole`).
-pub(crate) fn offset(whole: &[u8], rest: &[u8]) -> usize {
-    whole.len().saturating_sub(rest.len())
+/// Byte offset of `part` (a sub-slice of `whole`) from the start of `whole`.
+/// Address arithmetic only, nothing is dereferenced; a slice from elsewhere
+/// gives 0.
+pub(crate) fn offset(whole: &[u8], part: &[u8]) -> usize {
+    let start = whole.as_ptr() as usize;
+    let at = part.as_ptr() as usize;
+    if at >= start && at <= start + whole.len() {
+        at - start
+    } else {
+        0
+    }
 }
