@@ -282,7 +282,7 @@ pub struct RibCounters {
 /// One path, for display.
 #[derive(Debug, Clone)]
 pub struct RouteView<'a> {
-    pub nlri: &'a EvpnNlri,
+    pub nlri: EvpnNlri,
     /// `None` for our own routes.
     pub peer: Option<PeerId>,
     pub next_hop: IpAddr,
@@ -313,15 +313,150 @@ struct PeerState {
     has_stale: bool,
 }
 
+/// What every NLRI of one UPDATE shares: stored once per UPDATE.
+#[derive(Debug)]
+struct PathShared {
+    peer: PeerId,
+    next_hop: IpAddr,
+    attrs: Arc<PathAttributes>,
+    /// VNIs importing these routes.
+    vnis: Arc<[Vni]>,
+}
+
+/// One peer's path for a route: the shared part plus the NLRI fields that
+/// are not in the route key (the key is the map's).
 #[derive(Debug, Clone)]
 struct Path {
-    peer: PeerId,
-    nlri: EvpnNlri,
-    attrs: Arc<PathAttributes>,
-    next_hop: IpAddr,
-    /// VNIs importing this path (shared by all NLRI of an UPDATE).
-    vnis: Arc<[Vni]>,
+    shared: Arc<PathShared>,
+    extra: NlriExtra,
     stale: bool,
+}
+
+/// The NLRI fields outside the route key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NlriExtra {
+    None,
+    Label(Label),
+    MacIp {
+        esi: Esi,
+        label1: Label,
+        label2: Option<Label>,
+    },
+    IpPrefix {
+        esi: Esi,
+        gateway: IpAddr,
+        label: Label,
+    },
+}
+
+fn split_nlri(n: &EvpnNlri) -> (RouteKey, NlriExtra) {
+    let extra = match *n {
+        EvpnNlri::EthernetAd(r) => NlriExtra::Label(r.label),
+        EvpnNlri::MacIp(r) => NlriExtra::MacIp {
+            esi: r.esi,
+            label1: r.label1,
+            label2: r.label2,
+        },
+        EvpnNlri::InclusiveMulticast(_) | EvpnNlri::EthernetSegment(_) => NlriExtra::None,
+        EvpnNlri::IpPrefix(r) => NlriExtra::IpPrefix {
+            esi: r.esi,
+            gateway: r.gateway,
+            label: r.label,
+        },
+    };
+    (n.key(), extra)
+}
+
+/// Rebuild the NLRI from its key and the rest (inverse of [`split_nlri`]).
+fn join_nlri(key: &RouteKey, extra: &NlriExtra) -> EvpnNlri {
+    use crate::route::{EthernetAdRoute, EthernetSegmentRoute, IpPrefixRoute};
+    match (*key, *extra) {
+        (RouteKey::EthernetAd { rd, esi, eth_tag }, x) => EvpnNlri::EthernetAd(EthernetAdRoute {
+            rd,
+            esi,
+            eth_tag,
+            label: match x {
+                NlriExtra::Label(l) => l,
+                _ => Label::default(),
+            },
+        }),
+        (
+            RouteKey::MacIp {
+                rd,
+                eth_tag,
+                mac,
+                ip,
+            },
+            x,
+        ) => {
+            let (esi, label1, label2) = match x {
+                NlriExtra::MacIp {
+                    esi,
+                    label1,
+                    label2,
+                } => (esi, label1, label2),
+                _ => (Esi::ZERO, Label::default(), None),
+            };
+            EvpnNlri::MacIp(MacIpRoute {
+                rd,
+                esi,
+                eth_tag,
+                mac,
+                ip,
+                label1,
+                label2,
+            })
+        }
+        (
+            RouteKey::InclusiveMulticast {
+                rd,
+                eth_tag,
+                originator,
+            },
+            _,
+        ) => EvpnNlri::InclusiveMulticast(InclusiveMulticastRoute {
+            rd,
+            eth_tag,
+            originator,
+        }),
+        (
+            RouteKey::EthernetSegment {
+                rd,
+                esi,
+                originator,
+            },
+            _,
+        ) => EvpnNlri::EthernetSegment(EthernetSegmentRoute {
+            rd,
+            esi,
+            originator,
+        }),
+        (
+            RouteKey::IpPrefix {
+                rd,
+                eth_tag,
+                prefix,
+            },
+            x,
+        ) => {
+            let (esi, gateway, label) = match x {
+                NlriExtra::IpPrefix {
+                    esi,
+                    gateway,
+                    label,
+                } => (esi, gateway, label),
+                _ => (Esi::ZERO, prefix.addr(), Label::default()),
+            };
+            EvpnNlri::IpPrefix(IpPrefixRoute {
+                rd,
+                esi,
+                eth_tag,
+                prefix,
+                gateway,
+                label,
+            })
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -489,14 +624,21 @@ pub struct Rib {
 
 /// RFC 4271 §9.1.2.2 with RFC 4456 §9, preceded by RFC 7432 §15 MAC
 /// mobility for type-2 routes. `Greater` = `a` is better.
-fn path_cmp(a: &Path, b: &Path, peers: &HashMap<PeerId, PeerState>, our_asn: u32) -> Ordering {
+fn path_cmp(
+    a: &Path,
+    b: &Path,
+    mac_route: bool,
+    peers: &HashMap<PeerId, PeerState>,
+    our_asn: u32,
+) -> Ordering {
+    let (sa, sb) = (&a.shared, &b.shared);
     // Fresh paths over stale ones (RFC 4724 keeps stale paths as fallback).
     b.stale
         .cmp(&a.stale)
         .then_with(|| {
-            if matches!(a.nlri, EvpnNlri::MacIp(_)) {
-                let ma = mac_mobility(&a.attrs.ext_communities);
-                let mb = mac_mobility(&b.attrs.ext_communities);
+            if mac_route {
+                let ma = mac_mobility(&sa.attrs.ext_communities);
+                let mb = mac_mobility(&sb.attrs.ext_communities);
                 let sa = ma.map_or(0, |m| m.sequence);
                 let sb = mb.map_or(0, |m| m.sequence);
                 ma.is_some_and(|m| m.sticky())
@@ -507,56 +649,67 @@ fn path_cmp(a: &Path, b: &Path, peers: &HashMap<PeerId, PeerState>, our_asn: u32
             }
         })
         .then_with(|| {
-            a.attrs
+            sa.attrs
                 .local_pref
                 .unwrap_or(100)
-                .cmp(&b.attrs.local_pref.unwrap_or(100))
+                .cmp(&sb.attrs.local_pref.unwrap_or(100))
         })
         .then_with(|| {
-            let la = a.attrs.as_path.as_ref().map_or(0, AsPath::path_len);
-            let lb = b.attrs.as_path.as_ref().map_or(0, AsPath::path_len);
+            let la = sa.attrs.as_path.as_ref().map_or(0, AsPath::path_len);
+            let lb = sb.attrs.as_path.as_ref().map_or(0, AsPath::path_len);
             lb.cmp(&la)
         })
         .then_with(|| {
-            let oa = a.attrs.origin.unwrap_or(Origin::Incomplete);
-            let ob = b.attrs.origin.unwrap_or(Origin::Incomplete);
+            let oa = sa.attrs.origin.unwrap_or(Origin::Incomplete);
+            let ob = sb.attrs.origin.unwrap_or(Origin::Incomplete);
             ob.cmp(&oa)
         })
         .then_with(|| {
             // MED only between routes from the same neighbouring AS.
-            let na = a.attrs.as_path.as_ref().and_then(AsPath::first_as);
-            let nb = b.attrs.as_path.as_ref().and_then(AsPath::first_as);
+            let na = sa.attrs.as_path.as_ref().and_then(AsPath::first_as);
+            let nb = sb.attrs.as_path.as_ref().and_then(AsPath::first_as);
             if na == nb {
-                b.attrs.med.unwrap_or(0).cmp(&a.attrs.med.unwrap_or(0))
+                sb.attrs.med.unwrap_or(0).cmp(&sa.attrs.med.unwrap_or(0))
             } else {
                 Ordering::Equal
             }
         })
         .then_with(|| {
-            let ebgp = |p: &Path| peers.get(&p.peer).is_some_and(|s| s.asn != our_asn);
-            ebgp(a).cmp(&ebgp(b))
+            let ebgp = |p: &PathShared| peers.get(&p.peer).is_some_and(|s| s.asn != our_asn);
+            ebgp(sa).cmp(&ebgp(sb))
         })
         .then_with(|| {
-            let id = |p: &Path| {
+            let id = |p: &PathShared| {
                 p.attrs.originator_id.unwrap_or_else(|| {
                     peers
                         .get(&p.peer)
                         .map_or(Ipv4Addr::BROADCAST, |s| s.router_id)
                 })
             };
-            id(b).cmp(&id(a))
+            id(sb).cmp(&id(sa))
         })
-        .then_with(|| b.attrs.cluster_list.len().cmp(&a.attrs.cluster_list.len()))
-        .then_with(|| b.peer.cmp(&a.peer))
+        .then_with(|| {
+            sb.attrs
+                .cluster_list
+                .len()
+                .cmp(&sa.attrs.cluster_list.len())
+        })
+        .then_with(|| sb.peer.cmp(&sa.peer))
 }
 
-fn select_best(paths: &mut [Path], peers: &HashMap<PeerId, PeerState>, our_asn: u32) {
+fn select_best(
+    key: &RouteKey,
+    paths: &mut [Path],
+    peers: &HashMap<PeerId, PeerState>,
+    our_asn: u32,
+) {
+    let mac_route = matches!(key, RouteKey::MacIp { .. });
     if paths.len() < 2 {
         return;
     }
     let mut best = 0;
     for i in 1..paths.len() {
-        if path_cmp(&paths[i], &paths[best], peers, our_asn) == Ordering::Greater {
+        if path_cmp(&paths[i], &paths[best], mac_route, peers, our_asn) == Ordering::Greater {
             best = i;
         }
     }
@@ -565,7 +718,7 @@ fn select_best(paths: &mut [Path], peers: &HashMap<PeerId, PeerState>, our_asn: 
 
 /// What an entry's best path contributes to the dataplane.
 fn contrib_of(key: &RouteKey, entry: &RouteEntry, local_vtep: IpAddr) -> Contrib {
-    let Some(best) = entry.paths.first() else {
+    let Some(best) = entry.paths.first().map(|p| &*p.shared) else {
         return Contrib::None;
     };
     if best.vnis.is_empty() {
@@ -791,7 +944,12 @@ impl Rib {
             return;
         };
         let vnis = self.import_vnis(&attributes);
-        let attrs = Arc::new(attributes);
+        let shared = Arc::new(PathShared {
+            peer,
+            next_hop,
+            attrs: Arc::new(attributes),
+            vnis: vnis.clone(),
+        });
         let mut not_imported = 0;
         for nlri in reach.nlri {
             let needs_vni = matches!(nlri, EvpnNlri::MacIp(_) | EvpnNlri::InclusiveMulticast(_));
@@ -800,15 +958,13 @@ impl Rib {
                 self.withdraw(peer, &nlri.key(), now, out);
                 continue;
             }
+            let (key, extra) = split_nlri(&nlri);
             let path = Path {
-                peer,
-                nlri,
-                attrs: attrs.clone(),
-                next_hop,
-                vnis: vnis.clone(),
+                shared: shared.clone(),
+                extra,
                 stale: false,
             };
-            self.upsert(path, now, out);
+            self.upsert(key, path, now, out);
         }
         if not_imported > 0 {
             self.counters.not_imported += not_imported as u64;
@@ -853,11 +1009,14 @@ impl Rib {
         }
     }
 
-    fn upsert(&mut self, path: Path, now: Instant, out: &mut RibOutput) {
-        let key = path.nlri.key();
+    fn upsert(&mut self, key: RouteKey, path: Path, now: Instant, out: &mut RibOutput) {
         let entry = self.routes.entry(key).or_default();
         let old = contrib_of(&key, entry, self.cfg.local_vtep);
-        match entry.paths.iter_mut().find(|p| p.peer == path.peer) {
+        match entry
+            .paths
+            .iter_mut()
+            .find(|p| p.shared.peer == path.shared.peer)
+        {
             Some(p) => *p = path,
             None => {
                 // Exact growth: most routes have one or two paths, and Vec's
@@ -866,7 +1025,7 @@ impl Rib {
                 entry.paths.push(path)
             }
         }
-        select_best(&mut entry.paths, &self.peers, self.cfg.asn);
+        select_best(&key, &mut entry.paths, &self.peers, self.cfg.asn);
         let new = contrib_of(&key, entry, self.cfg.local_vtep);
         if old != new {
             self.apply(&old, &new, now, out);
@@ -877,12 +1036,12 @@ impl Rib {
         let Some(entry) = self.routes.get_mut(key) else {
             return;
         };
-        let Some(pos) = entry.paths.iter().position(|p| p.peer == peer) else {
+        let Some(pos) = entry.paths.iter().position(|p| p.shared.peer == peer) else {
             return;
         };
         let old = contrib_of(key, entry, self.cfg.local_vtep);
         entry.paths.swap_remove(pos);
-        select_best(&mut entry.paths, &self.peers, self.cfg.asn);
+        select_best(key, &mut entry.paths, &self.peers, self.cfg.asn);
         let new = contrib_of(key, entry, self.cfg.local_vtep);
         if entry.paths.is_empty() {
             self.routes.remove(key);
@@ -910,10 +1069,10 @@ impl Rib {
             let old = contrib_of(key, entry, local_vtep);
             entry
                 .paths
-                .retain(|p| !(p.peer == peer && (p.stale || !stale_only)));
+                .retain(|p| !(p.shared.peer == peer && (p.stale || !stale_only)));
             if entry.paths.len() != before {
                 removed += before - entry.paths.len();
-                select_best(&mut entry.paths, peers, asn);
+                select_best(key, &mut entry.paths, peers, asn);
                 let new = contrib_of(key, entry, local_vtep);
                 if old != new {
                     changes.push((old, new));
@@ -943,15 +1102,15 @@ impl Rib {
                 let (peers, asn) = (&self.peers, self.cfg.asn);
                 let mut any = false;
                 for (key, entry) in self.routes.iter_mut() {
-                    if !entry.paths.iter().any(|p| p.peer == peer) {
+                    if !entry.paths.iter().any(|p| p.shared.peer == peer) {
                         continue;
                     }
                     any = true;
                     let old = contrib_of(key, entry, local_vtep);
-                    for p in entry.paths.iter_mut().filter(|p| p.peer == peer) {
+                    for p in entry.paths.iter_mut().filter(|p| p.shared.peer == peer) {
                         p.stale = true;
                     }
-                    select_best(&mut entry.paths, peers, asn);
+                    select_best(key, &mut entry.paths, peers, asn);
                     let new = contrib_of(key, entry, local_vtep);
                     if old != new {
                         changes.push((old, new));
@@ -1336,27 +1495,34 @@ impl Rib {
 
     /// ... and back in after it, re-importing every path.
     fn reimport_and_add_contribs(&mut self, now: Instant, out: &mut RibOutput) {
-        let mut cache: HashMap<*const PathAttributes, Arc<[Vni]>> = HashMap::new();
+        let mut cache: HashMap<*const PathShared, Arc<PathShared>> = HashMap::new();
         let routes = std::mem::take(&mut self.routes);
         let mut kept = HashMap::with_capacity(routes.len());
         let mut news = Vec::new();
         for (key, mut entry) in routes {
             for p in entry.paths.iter_mut() {
-                p.vnis = cache
-                    .entry(Arc::as_ptr(&p.attrs))
-                    .or_insert_with(|| self.import_vnis(&p.attrs))
+                p.shared = cache
+                    .entry(Arc::as_ptr(&p.shared))
+                    .or_insert_with(|| {
+                        Arc::new(PathShared {
+                            peer: p.shared.peer,
+                            next_hop: p.shared.next_hop,
+                            attrs: p.shared.attrs.clone(),
+                            vnis: self.import_vnis(&p.shared.attrs),
+                        })
+                    })
                     .clone();
             }
             if matches!(
                 key,
                 RouteKey::MacIp { .. } | RouteKey::InclusiveMulticast { .. }
             ) {
-                entry.paths.retain(|p| !p.vnis.is_empty());
+                entry.paths.retain(|p| !p.shared.vnis.is_empty());
             }
             if entry.paths.is_empty() {
                 continue;
             }
-            select_best(&mut entry.paths, &self.peers, self.cfg.asn);
+            select_best(&key, &mut entry.paths, &self.peers, self.cfg.asn);
             let c = contrib_of(&key, &entry, self.cfg.local_vtep);
             if c != Contrib::None {
                 news.push(c);
@@ -1556,19 +1722,19 @@ impl Rib {
     /// Every path in the Loc-RIB, then our own routes.
     pub fn routes(&self) -> impl Iterator<Item = RouteView<'_>> {
         let nh = self.cfg.local_vtep;
-        let remote = self.routes.values().flat_map(|e| {
-            e.paths.iter().enumerate().map(|(i, p)| RouteView {
-                nlri: &p.nlri,
-                peer: Some(p.peer),
-                next_hop: p.next_hop,
-                attrs: &p.attrs,
+        let remote = self.routes.iter().flat_map(|(k, e)| {
+            e.paths.iter().enumerate().map(move |(i, p)| RouteView {
+                nlri: join_nlri(k, &p.extra),
+                peer: Some(p.shared.peer),
+                next_hop: p.shared.next_hop,
+                attrs: &p.shared.attrs,
                 best: i == 0,
                 stale: p.stale,
-                vnis: &p.vnis,
+                vnis: &p.shared.vnis,
             })
         });
         let local = self.local_routes.values().map(move |r| RouteView {
-            nlri: &r.nlri,
+            nlri: r.nlri,
             peer: None,
             next_hop: nh,
             attrs: &r.attrs,
@@ -1625,8 +1791,8 @@ impl Rib {
             c.paths += e.paths.len() as u64;
             let t = k.route_type() as usize;
             match e.paths.first() {
-                Some(b) if !b.vnis.is_empty() => {
-                    for v in b.vnis.iter() {
+                Some(b) if !b.shared.vnis.is_empty() => {
+                    for v in b.shared.vnis.iter() {
                         if let Some(x) = c.per_vni.get_mut(v) {
                             x[t] += 1;
                         }
@@ -1666,7 +1832,7 @@ mod size_tests {
     /// Keep the per-path footprint in check (1M routes must fit).
     #[test]
     fn sizes() {
-        assert!(std::mem::size_of::<Path>() <= 136);
+        assert!(std::mem::size_of::<Path>() <= 48);
         assert!(std::mem::size_of::<RouteKey>() <= 40);
         assert!(std::mem::size_of::<MacCand>() <= 56);
     }
