@@ -56,27 +56,28 @@ impl fmt::Display for RouteTarget {
 }
 
 /// What a VNI imports: an exact route target, or FRR's auto matching that
-/// takes any AS-type RT (types 0x00 and 0x02) whose local admin equals the
-/// value (FRR masks the global admin of auto RTs so that eBGP peers with
-/// other ASNs match, bgp_evpn.c `mask_ecom_global_admin`).
+/// takes any route target (2-octet AS, IPv4 or 4-octet AS) whose local
+/// administrator equals the value: FRR masks the type and global admin of
+/// auto import RTs (bgp_evpn.c `mask_ecom_global_admin`) so that eBGP peers
+/// with other ASNs match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ImportRt {
     Exact(RouteTarget),
-    AnyAs(u32),
+    AnyGlobal(u32),
 }
 
 impl ImportRt {
     /// FRR's "auto" import for a VNI: `*:VNI`.
     pub fn auto(vni: Vni) -> Self {
-        ImportRt::AnyAs(vni.get())
+        ImportRt::AnyGlobal(vni.get())
     }
 
     pub fn matches(&self, rt: &RouteTarget) -> bool {
         match (self, rt) {
             (ImportRt::Exact(a), b) => a == b,
-            (ImportRt::AnyAs(v), RouteTarget::As2 { value, .. }) => v == value,
-            (ImportRt::AnyAs(v), RouteTarget::As4 { value, .. }) => *v == u32::from(*value),
-            (ImportRt::AnyAs(_), RouteTarget::Ipv4 { .. }) => false,
+            (ImportRt::AnyGlobal(v), RouteTarget::As2 { value, .. }) => v == value,
+            (ImportRt::AnyGlobal(v), RouteTarget::As4 { value, .. }) => *v == u32::from(*value),
+            (ImportRt::AnyGlobal(v), RouteTarget::Ipv4 { value, .. }) => *v == u32::from(*value),
         }
     }
 }
@@ -85,7 +86,7 @@ impl fmt::Display for ImportRt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ImportRt::Exact(rt) => write!(f, "{rt}"),
-            ImportRt::AnyAs(v) => write!(f, "*:{v}"),
+            ImportRt::AnyGlobal(v) => write!(f, "*:{v}"),
         }
     }
 }

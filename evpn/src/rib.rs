@@ -608,7 +608,7 @@ pub struct Rib {
     peers: HashMap<PeerId, PeerState>,
     vnis: BTreeMap<Vni, VniState>,
     exact_import: HashMap<RouteTarget, Vec<Vni>>,
-    any_as_import: HashMap<u32, Vec<Vni>>,
+    any_global_import: HashMap<u32, Vec<Vni>>,
     routes: HashMap<RouteKey, RouteEntry>,
     macs: HashMap<(Vni, MacAddress), MacState>,
     neighs: HashMap<(Vni, IpAddr), NeighState>,
@@ -781,7 +781,7 @@ impl Rib {
             peers: HashMap::new(),
             vnis: BTreeMap::new(),
             exact_import: HashMap::new(),
-            any_as_import: HashMap::new(),
+            any_global_import: HashMap::new(),
             routes: HashMap::new(),
             macs: HashMap::new(),
             neighs: HashMap::new(),
@@ -982,12 +982,13 @@ impl Rib {
             if let Some(vs) = self.exact_import.get(&rt) {
                 v.extend(vs);
             }
-            let any = match rt {
-                RouteTarget::As2 { value, .. } => Some(value),
-                RouteTarget::As4 { value, .. } => Some(u32::from(value)),
-                RouteTarget::Ipv4 { .. } => None,
+            let local_admin = match rt {
+                RouteTarget::As2 { value, .. } => value,
+                RouteTarget::As4 { value, .. } | RouteTarget::Ipv4 { value, .. } => {
+                    u32::from(value)
+                }
             };
-            if let Some(vs) = any.and_then(|a| self.any_as_import.get(&a)) {
+            if let Some(vs) = self.any_global_import.get(&local_admin) {
                 v.extend(vs);
             }
         }
@@ -998,12 +999,14 @@ impl Rib {
 
     fn rebuild_import_index(&mut self) {
         self.exact_import.clear();
-        self.any_as_import.clear();
+        self.any_global_import.clear();
         for (vni, st) in &self.vnis {
             for irt in &st.cfg.import_rts {
                 match irt {
                     ImportRt::Exact(rt) => self.exact_import.entry(*rt).or_default().push(*vni),
-                    ImportRt::AnyAs(v) => self.any_as_import.entry(*v).or_default().push(*vni),
+                    ImportRt::AnyGlobal(v) => {
+                        self.any_global_import.entry(*v).or_default().push(*vni)
+                    }
                 }
             }
         }
