@@ -1068,6 +1068,13 @@ impl Rib {
         let local_vtep = self.cfg.local_vtep;
         let (peers, asn) = (&self.peers, self.cfg.asn);
         self.routes.retain(|key, entry| {
+            if !entry
+                .paths
+                .iter()
+                .any(|p| p.shared.peer == peer && (p.stale || !stale_only))
+            {
+                return true;
+            }
             let before = entry.paths.len();
             let old = contrib_of(key, entry, local_vtep);
             entry
@@ -1085,6 +1092,13 @@ impl Rib {
         });
         for (old, new) in changes {
             self.apply(&old, &new, now, out);
+        }
+        // Give memory back after a mass removal (a lost session).
+        if self.routes.len() * 4 < self.routes.capacity() {
+            self.routes.shrink_to_fit();
+        }
+        if self.macs.len() * 4 < self.macs.capacity() {
+            self.macs.shrink_to_fit();
         }
         removed
     }
@@ -1559,11 +1573,8 @@ impl Rib {
                 t2_attrs: Arc::new(t2),
             },
         );
-        // Flood entries of this VNI depend on its flood mode.
-        let keys: Vec<_> = self.flood.keys().filter(|k| k.0 == vni).copied().collect();
-        for (v, vtep) in keys {
-            self.dp.touch(DpKey::Flood(v, vtep), || None);
-        }
+        // Flood entries depend on the flood mode: they were all taken out
+        // (and their prior state recorded) by remove_all_contribs above.
         self.rebuild_import_index();
         self.reimport_and_add_contribs(now, out);
         if flood == FloodSource::Routes {
