@@ -11,3 +11,5 @@ pub mod types;
 
 pub use intent::*;
 pub use types::*;
+pub use rib::{Rib, RibConfig, RibInput, RibOutput, VniConfig};
+pub use route::{EvpnNlri, RouteKey};
