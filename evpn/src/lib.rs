@@ -10,6 +10,6 @@ pub mod route;
 pub mod types;
 
 pub use intent::*;
-pub use types::*;
 pub use rib::{Rib, RibConfig, RibInput, RibOutput, VniConfig};
 pub use route::{EvpnNlri, RouteKey};
+pub use types::*;
