@@ -977,24 +977,7 @@ impl Rib {
     }
 
     fn import_vnis(&self, attrs: &PathAttributes) -> Arc<[Vni]> {
-        let mut v: Vec<Vni> = Vec::new();
-        for rt in route_targets(&attrs.ext_communities) {
-            if let Some(vs) = self.exact_import.get(&rt) {
-                v.extend(vs);
-            }
-            let local_admin = match rt {
-                RouteTarget::As2 { value, .. } => value,
-                RouteTarget::As4 { value, .. } | RouteTarget::Ipv4 { value, .. } => {
-                    u32::from(value)
-                }
-            };
-            if let Some(vs) = self.any_global_import.get(&local_admin) {
-                v.extend(vs);
-            }
-        }
-        v.sort_unstable();
-        v.dedup();
-        v.into()
+        import_vnis(&self.exact_import, &self.any_global_import, attrs)
     }
 
     fn rebuild_import_index(&mut self) {
@@ -1495,40 +1478,44 @@ impl Rib {
 
     // --- VNI configuration ---------------------------------------------------
 
-    /// Take every best path out of the dataplane groups (before a config
-    /// change) ...
-    fn remove_all_contribs(&mut self, now: Instant, out: &mut RibOutput) {
+    /// Recompute the importing VNIs of every path after the import index
+    /// changed. Only entries whose best-path contribution changes touch the
+    /// dataplane groups, so other VNIs see no churn (no spurious mobility
+    /// decisions). One pass over the Loc-RIB.
+    fn reimport(&mut self, now: Instant, out: &mut RibOutput) {
+        // Old Arc kept alive next to its replacement so that a freed
+        // allocation's address cannot be reused by a later key.
+        let mut cache: HashMap<*const PathShared, (Arc<PathShared>, Arc<PathShared>)> =
+            HashMap::new();
+        let mut changes = Vec::new();
         let local_vtep = self.cfg.local_vtep;
-        let olds: Vec<Contrib> = self
-            .routes
-            .iter()
-            .map(|(k, e)| contrib_of(k, e, local_vtep))
-            .filter(|c| *c != Contrib::None)
-            .collect();
-        for c in olds {
-            self.apply(&c, &Contrib::None, now, out);
-        }
-    }
-
-    /// ... and back in after it, re-importing every path.
-    fn reimport_and_add_contribs(&mut self, now: Instant, out: &mut RibOutput) {
-        let mut cache: HashMap<*const PathShared, Arc<PathShared>> = HashMap::new();
-        let routes = std::mem::take(&mut self.routes);
-        let mut kept = HashMap::with_capacity(routes.len());
-        let mut news = Vec::new();
-        for (key, mut entry) in routes {
+        let (peers, asn) = (&self.peers, self.cfg.asn);
+        let (exact, any) = (&self.exact_import, &self.any_global_import);
+        self.routes.retain(|key, entry| {
+            let old = contrib_of(key, entry, local_vtep);
+            let mut changed = false;
             for p in entry.paths.iter_mut() {
-                p.shared = cache
-                    .entry(Arc::as_ptr(&p.shared))
-                    .or_insert_with(|| {
+                let (_, new) = cache.entry(Arc::as_ptr(&p.shared)).or_insert_with(|| {
+                    let vnis = import_vnis(exact, any, &p.shared.attrs);
+                    let new = if vnis == p.shared.vnis {
+                        p.shared.clone()
+                    } else {
                         Arc::new(PathShared {
                             peer: p.shared.peer,
                             next_hop: p.shared.next_hop,
                             attrs: p.shared.attrs.clone(),
-                            vnis: self.import_vnis(&p.shared.attrs),
+                            vnis,
                         })
-                    })
-                    .clone();
+                    };
+                    (p.shared.clone(), new)
+                });
+                if !Arc::ptr_eq(new, &p.shared) {
+                    p.shared = new.clone();
+                    changed = true;
+                }
+            }
+            if !changed {
+                return true;
             }
             if matches!(
                 key,
@@ -1536,19 +1523,25 @@ impl Rib {
             ) {
                 entry.paths.retain(|p| !p.shared.vnis.is_empty());
             }
-            if entry.paths.is_empty() {
-                continue;
+            select_best(key, &mut entry.paths, peers, asn);
+            let new = contrib_of(key, entry, local_vtep);
+            if old != new {
+                changes.push((old, new));
             }
-            select_best(&key, &mut entry.paths, &self.peers, self.cfg.asn);
-            let c = contrib_of(&key, &entry, self.cfg.local_vtep);
-            if c != Contrib::None {
-                news.push(c);
-            }
-            kept.insert(key, entry);
+            !entry.paths.is_empty()
+        });
+        for (old, new) in changes {
+            self.apply(&old, &new, now, out);
         }
-        self.routes = kept;
-        for c in news {
-            self.apply(&Contrib::None, &c, now, out);
+    }
+
+    /// Record the current flood state of a VNI before its flood mode or
+    /// existence changes (the value depends on it).
+    fn touch_vni_floods(&mut self, vni: Vni) {
+        let (flood, vnis) = (&self.flood, &self.vnis);
+        for &(v, vtep) in flood.keys().filter(|k| k.0 == vni) {
+            self.dp
+                .touch(DpKey::Flood(v, vtep), || flood_value(flood, vnis, v, vtep));
         }
     }
 
@@ -1559,9 +1552,10 @@ impl Rib {
             return;
         }
         let import_changed = prev.as_ref().is_none_or(|p| p.import_rts != cfg.import_rts);
-        self.remove_all_contribs(now, out);
         if prev.is_some() {
+            // New RD, route targets or flood mode: re-originate below.
             self.withdraw_local_vni(vni);
+            self.touch_vni_floods(vni);
         }
         let mut t2 = self.base_attrs(&cfg);
         t2.pmsi_tunnel = None;
@@ -1573,21 +1567,22 @@ impl Rib {
                 t2_attrs: Arc::new(t2),
             },
         );
-        // Flood entries depend on the flood mode: they were all taken out
-        // (and their prior state recorded) by remove_all_contribs above.
-        self.rebuild_import_index();
-        self.reimport_and_add_contribs(now, out);
+        if import_changed {
+            self.rebuild_import_index();
+            self.reimport(now, out);
+        }
         if flood == FloodSource::Routes {
             let (k, r) = self.type3_route(&cfg);
             self.set_local(k, Some(r));
         }
-        // Re-originate the VNI's MACs (new RD or route targets).
-        let macs: Vec<_> = self.macs.keys().filter(|k| k.0 == vni).copied().collect();
-        for (v, mac) in macs {
-            if let Some(st) = self.macs.get_mut(&(v, mac)) {
-                st.advertised = None;
+        if prev.is_some() {
+            let macs: Vec<_> = self.macs.keys().filter(|k| k.0 == vni).copied().collect();
+            for (v, mac) in macs {
+                if let Some(st) = self.macs.get_mut(&(v, mac)) {
+                    st.advertised = None;
+                }
+                self.resolve_mac(v, mac, now, out);
             }
-            self.resolve_mac(v, mac, now, out);
         }
         if import_changed && self.peers.values().any(|p| p.established) {
             out.outbound
@@ -1611,9 +1606,14 @@ impl Rib {
         if !self.vnis.contains_key(&vni) {
             return;
         }
-        self.remove_all_contribs(now, out);
         self.withdraw_local_vni(vni);
-        // Drop the VNI's MAC and neighbor state, frozen or not.
+        self.touch_vni_floods(vni);
+        self.vnis.remove(&vni);
+        self.rebuild_import_index();
+        // Paths lose this VNI (and go if no other VNI imports them).
+        self.reimport(now, out);
+        // Drop what is left of the VNI's MAC and neighbor state, frozen or
+        // not, and its local learning.
         let macs: Vec<_> = self.macs.keys().filter(|k| k.0 == vni).copied().collect();
         for k in macs {
             if let Some(st) = self.macs.remove(&k) {
@@ -1631,9 +1631,7 @@ impl Rib {
             }
         }
         self.local_neighs.retain(|k, _| k.0 != vni);
-        self.vnis.remove(&vni);
-        self.rebuild_import_index();
-        self.reimport_and_add_contribs(now, out);
+        self.flood.retain(|k, _| k.0 != vni);
     }
 
     // --- Output --------------------------------------------------------------
@@ -1818,6 +1816,31 @@ impl Rib {
         c.local_routes = self.local_routes.len() as u64;
         c
     }
+}
+
+/// The VNIs whose import route targets match a route's (RFC 4364 §4.3.5
+/// style import; FRR's auto RTs match on the local admin only).
+fn import_vnis(
+    exact: &HashMap<RouteTarget, Vec<Vni>>,
+    any: &HashMap<u32, Vec<Vni>>,
+    attrs: &PathAttributes,
+) -> Arc<[Vni]> {
+    let mut v: Vec<Vni> = Vec::new();
+    for rt in route_targets(&attrs.ext_communities) {
+        if let Some(vs) = exact.get(&rt) {
+            v.extend(vs);
+        }
+        let local_admin = match rt {
+            RouteTarget::As2 { value, .. } => value,
+            RouteTarget::As4 { value, .. } | RouteTarget::Ipv4 { value, .. } => u32::from(value),
+        };
+        if let Some(vs) = any.get(&local_admin) {
+            v.extend(vs);
+        }
+    }
+    v.sort_unstable();
+    v.dedup();
+    v.into()
 }
 
 fn remote_vtep(w: Option<(MacLocation, u32)>) -> Option<IpAddr> {

@@ -1365,3 +1365,42 @@ fn clear_duplicate_unfreezes() {
     });
     assert_eq!(out.intents, vec![upsert(100, m, C)]);
 }
+
+#[test]
+fn adding_a_vni_does_not_disturb_other_vnis() {
+    // A MAC learned here but held remotely with a higher sequence: adding
+    // an unrelated VNI must not re-run its mobility decision (no move
+    // events, no advertisement flap, no intents).
+    let mut t = T::new();
+    t.peer_up(RR1);
+    let m = mac(1);
+    t.run(RibInput::LocalMacAdd {
+        vni: vni(100),
+        mac: m,
+    });
+    t.upd(
+        RR1,
+        from_vtep(
+            B,
+            100,
+            vec![t3(B), t2(B, 100, m, None)],
+            Some(MacMobility::new(1, false)),
+        ),
+    );
+    for v in 2..10 {
+        let out = t.run(RibInput::VniAdd(VniConfig::auto(
+            vni(v * 100),
+            ASN,
+            ROUTER_ID,
+            v as u16,
+        )));
+        assert_eq!(out.intents, vec![]);
+        assert!(out.events.is_empty(), "{:?}", out.events);
+        assert!(withdrawn(&out).is_empty());
+        assert_eq!(announced(&out).len(), 1, "only the new VNI's type-3");
+        let out = t.run(RibInput::VniRemove(vni(v * 100)));
+        assert_eq!(out.intents, vec![]);
+        assert!(out.events.is_empty(), "{:?}", out.events);
+    }
+    assert!(!t.rib.macs(vni(100))[0].frozen);
+}
