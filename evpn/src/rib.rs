@@ -1237,10 +1237,15 @@ impl Rib {
             return;
         }
         let best = st.remote.iter().max_by(|a, b| cand_cmp(a, b)).copied();
+        let local_vtep = self.cfg.local_vtep;
         let new = match (st.local, best) {
-            // A higher sequence elsewhere: the MAC moved away. A sticky
-            // remote MAC is never taken over by local learning (§15.2).
-            (Some(lseq), Some(r)) if r.seq > lseq || r.sticky => {
+            // A higher sequence elsewhere: the MAC moved away. The same
+            // sequence: the lower VTEP address wins (§15.1, as FRR). A
+            // sticky remote MAC is never taken over by local learning
+            // (§15.2).
+            (Some(lseq), Some(r))
+                if r.sticky || r.seq > lseq || (r.seq == lseq && r.vtep < local_vtep) =>
+            {
                 Some((MacLocation::Remote(r.vtep), r.seq))
             }
             (Some(lseq), _) => Some((MacLocation::Local, lseq)),

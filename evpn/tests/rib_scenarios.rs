@@ -1404,3 +1404,27 @@ fn adding_a_vni_does_not_disturb_other_vnis() {
     }
     assert!(!t.rib.macs(vni(100))[0].frozen);
 }
+
+#[test]
+fn same_sequence_local_vs_remote_lower_vtep_wins() {
+    // RFC 7432 §15.1: equal sequence numbers, the lower VTEP IP wins. Our
+    // VTEP is 10.0.0.1; a remote at 10.0.0.0 beats us, one at .2 does not.
+    let mut t = T::new();
+    t.peer_up(RR1);
+    let m = mac(1);
+    t.run(RibInput::LocalMacAdd {
+        vni: vni(100),
+        mac: m,
+    });
+    assert_eq!(
+        t.upd(RR1, from_vtep(B, 100, vec![t2(B, 100, m, None)], None)),
+        vec![]
+    );
+    let low = 0u8;
+    let out = t.run(RibInput::Update {
+        peer: ip(RR1),
+        update: from_vtep(low, 100, vec![t2(low, 100, m, None)], None),
+    });
+    assert_eq!(out.intents, vec![upsert(100, m, low)]);
+    assert_eq!(withdrawn(&out), vec![local_t2(m, None)]);
+}
