@@ -63,21 +63,21 @@ impl fmt::Display for RouteTarget {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ImportRt {
     Exact(RouteTarget),
-    AnyGlobal(u32),
+    AnyAs(u32),
 }
 
 impl ImportRt {
     /// FRR's "auto" import for a VNI: `*:VNI`.
     pub fn auto(vni: Vni) -> Self {
-        ImportRt::AnyGlobal(vni.get())
+        ImportRt::AnyAs(vni.get())
     }
 
     pub fn matches(&self, rt: &RouteTarget) -> bool {
         match (self, rt) {
             (ImportRt::Exact(a), b) => a == b,
-            (ImportRt::AnyGlobal(v), RouteTarget::As2 { value, .. }) => v == value,
-            (ImportRt::AnyGlobal(v), RouteTarget::As4 { value, .. }) => *v == u32::from(*value),
-            (ImportRt::AnyGlobal(v), RouteTarget::Ipv4 { value, .. }) => *v == u32::from(*value),
+            (ImportRt::AnyAs(v), RouteTarget::As2 { value, .. }) => v == value,
+            (ImportRt::AnyAs(v), RouteTarget::As4 { value, .. }) => *v == u32::from(*value),
+            (ImportRt::AnyAs(v), RouteTarget::Ipv4 { value, .. }) => *v == u32::from(*value),
         }
     }
 }
@@ -86,7 +86,7 @@ impl fmt::Display for ImportRt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ImportRt::Exact(rt) => write!(f, "{rt}"),
-            ImportRt::AnyGlobal(v) => write!(f, "*:{v}"),
+            ImportRt::AnyAs(v) => write!(f, "*:{v}"),
         }
     }
 }

@@ -987,9 +987,7 @@ impl Rib {
             for irt in &st.cfg.import_rts {
                 match irt {
                     ImportRt::Exact(rt) => self.exact_import.entry(*rt).or_default().push(*vni),
-                    ImportRt::AnyGlobal(v) => {
-                        self.any_global_import.entry(*v).or_default().push(*vni)
-                    }
+                    ImportRt::AnyAs(v) => self.any_global_import.entry(*v).or_default().push(*vni),
                 }
             }
         }
