@@ -1,0 +1,1 @@
+//! Driver tests live in bgp/tests/session.rs (they need the codec).
