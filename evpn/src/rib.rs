@@ -632,9 +632,9 @@ fn path_cmp(
     our_asn: u32,
 ) -> Ordering {
     let (sa, sb) = (&a.shared, &b.shared);
-    // Fresh paths over stale ones (RFC 4724 keeps stale paths as fallback).
-    b.stale
-        .cmp(&a.stale)
+    // Stale paths (RFC 4724) compete normally: a stale path with a higher
+    // MAC mobility sequence is still the newer information.
+    Ordering::Equal
         .then_with(|| {
             if mac_route {
                 let ma = mac_mobility(&sa.attrs.ext_communities);
