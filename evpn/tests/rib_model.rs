@@ -13,9 +13,11 @@ use evpnd_bgp::{
     AfiSafi, ExtCommunity, MpReach, MpUnreach, NextHop, Origin, PathAttributes, Update,
 };
 use evpnd_evpn::extcomm::{EvpnExtCommunity, MacMobility, PmsiView, RouteTarget};
-use evpnd_evpn::rib::{DupDetectConfig, Rib, RibConfig, RibInput, VniConfig};
+use evpnd_evpn::rib::{DupDetectConfig, Outbound, Rib, RibConfig, RibInput, VniConfig};
 use evpnd_evpn::route::{InclusiveMulticastRoute, MacIpRoute};
-use evpnd_evpn::{Esi, EthernetTag, EvpnNlri, Intent, Label, MacAddress, RouteDistinguisher, Vni};
+use evpnd_evpn::{
+    Esi, EthernetTag, EvpnNlri, Intent, Label, MacAddress, RouteDistinguisher, RouteKey, Vni,
+};
 use proptest::prelude::*;
 
 const ASN: u32 = 65000;
@@ -369,6 +371,119 @@ proptest! {
                 }
             }
             prop_assert_eq!(&kernel, &model.expected(), "after batch {:?}", batch);
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Mixed {
+    Remote(Action),
+    LocalAdd(u8),
+    LocalRemove(u8),
+    NeighAdd(u8),
+    NeighRemove(u8),
+    Tick,
+}
+
+fn mixed() -> impl Strategy<Value = Mixed> {
+    prop_oneof![
+        6 => action().prop_map(Mixed::Remote),
+        2 => (0..MACS).prop_map(Mixed::LocalAdd),
+        1 => (0..MACS).prop_map(Mixed::LocalRemove),
+        1 => (0..MACS).prop_map(Mixed::NeighAdd),
+        1 => (0..MACS).prop_map(Mixed::NeighRemove),
+        1 => Just(Mixed::Tick),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    /// With local learning, mobility and duplicate detection in play: the
+    /// intent stream is never redundant, and the kernel always matches the
+    /// RIB's own view of where each MAC is.
+    #[test]
+    fn intents_stay_consistent_with_local_learning(
+        batches in proptest::collection::vec(proptest::collection::vec(mixed(), 1..6), 1..25)
+    ) {
+        let local = Ipv4Addr::new(10, 0, 0, 1);
+        let mut rib = Rib::new(RibConfig {
+            router_id: local,
+            asn: ASN,
+            local_vtep: IpAddr::V4(local),
+            dup_detect: DupDetectConfig {
+                enabled: true,
+                max_moves: 3,
+                window: std::time::Duration::from_secs(60),
+                freeze: Some(std::time::Duration::from_secs(5)),
+            },
+        });
+        let mut now = Instant::now();
+        rib.handle(RibInput::VniAdd(VniConfig::auto(vni(), ASN, local, 1)), now);
+        for peer in PEERS {
+            rib.handle(RibInput::PeerUp { peer: ip(peer), router_id: Ipv4Addr::new(10, 0, 0, peer), asn: ASN }, now);
+        }
+        let mut model = Model::default();
+        let mut kernel = Kernel::default();
+        // Our type-3 was announced when the peers came up (full table).
+        let mut advertised: BTreeMap<RouteKey, (EvpnNlri, PathAttributes)> = rib
+            .routes()
+            .filter(|r| r.peer.is_none())
+            .map(|r| (r.nlri.key(), (r.nlri, (**r.attrs).clone())))
+            .collect();
+        for batch in &batches {
+            now += std::time::Duration::from_secs(2);
+            let inputs: Vec<RibInput> = batch
+                .iter()
+                .flat_map(|m| match m {
+                    Mixed::Remote(a) => model.input(a),
+                    Mixed::LocalAdd(m) => vec![RibInput::LocalMacAdd { vni: vni(), mac: mac(*m) }],
+                    Mixed::LocalRemove(m) => vec![RibInput::LocalMacRemove { vni: vni(), mac: mac(*m) }],
+                    Mixed::NeighAdd(m) => vec![RibInput::LocalNeighAdd { vni: vni(), ip: host(*m), mac: mac(*m) }],
+                    Mixed::NeighRemove(m) => vec![RibInput::LocalNeighRemove { vni: vni(), ip: host(*m) }],
+                    Mixed::Tick => vec![RibInput::Tick],
+                })
+                .collect();
+            let out = rib.handle_batch(inputs, now);
+            for intent in &out.intents {
+                if let Err(e) = kernel.apply(intent) {
+                    prop_assert!(false, "{} in batch {:?}", e, batch);
+                }
+            }
+            // What the peers hold from us: never a redundant announce or a
+            // withdraw of something not announced.
+            for o in &out.outbound {
+                match o {
+                    Outbound::Announce { to: None, routes } => {
+                        for (n, a, _) in routes {
+                            let prev = advertised.insert(n.key(), (*n, (**a).clone()));
+                            prop_assert!(prev != Some((*n, (**a).clone())), "redundant announce {}", n);
+                        }
+                    }
+                    Outbound::Withdraw { to: None, routes } => {
+                        for n in routes {
+                            prop_assert!(advertised.remove(&n.key()).is_some(), "withdraw of unannounced {}", n);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let ours: BTreeMap<RouteKey, (EvpnNlri, PathAttributes)> = rib
+                .routes()
+                .filter(|r| r.peer.is_none())
+                .map(|r| (r.nlri.key(), (r.nlri, (**r.attrs).clone())))
+                .collect();
+            prop_assert_eq!(&advertised, &ours);
+            let view: BTreeMap<MacAddress, IpAddr> = rib
+                .macs(vni())
+                .into_iter()
+                .filter_map(|m| match m.location {
+                    Some(evpnd_evpn::rib::MacLocation::Remote(v)) => Some((m.mac, v)),
+                    _ => None,
+                })
+                .collect();
+            prop_assert_eq!(&kernel.macs, &view, "after batch {:?}", batch);
+            prop_assert_eq!(kernel.flood.clone(), model.expected().flood);
         }
     }
 }
