@@ -226,6 +226,7 @@ fn decode_body(rtype: u8, body: &[u8], base: usize) -> Result<Option<EvpnNlri>, 
 pub fn decode_evpn_nlri(buf: &[u8]) -> Result<Vec<EvpnNlri>, NlriError> {
     // A type-2 route is at least 35 bytes: a cheap upper bound on the count.
     let mut out = Vec::with_capacity(buf.len() / 35 + 1);
+    let mut unknown: Option<(u8, usize, usize)> = None; // (first type, its offset, count)
     let mut pos = 0;
     while pos < buf.len() {
         let (Some(&rtype), Some(&len)) = (buf.get(pos), buf.get(pos + 1)) else {
@@ -241,17 +242,22 @@ pub fn decode_evpn_nlri(buf: &[u8]) -> Result<Vec<EvpnNlri>, NlriError> {
         };
         match decode_body(rtype, body, start)? {
             Some(route) => out.push(route),
-            None => {
-                // RFC 7606 §5.4: unknown route type, skip it.
-                tracing::warn!(
-                    route_type = rtype,
-                    len,
-                    offset = pos,
-                    "discarding EVPN NLRI of unknown route type"
-                );
-            }
+            // RFC 7606 §5.4: unknown route type, skip it by its length.
+            None => match &mut unknown {
+                Some((_, _, n)) => *n += 1,
+                None => unknown = Some((rtype, pos, 1)),
+            },
         }
         pos = end;
+    }
+    if let Some((route_type, offset, count)) = unknown {
+        // One line per NLRI field, not per route: a peer can send many.
+        tracing::warn!(
+            route_type,
+            offset,
+            count,
+            "discarded EVPN NLRI of unknown route type"
+        );
     }
     Ok(out)
 }
