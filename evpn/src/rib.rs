@@ -28,6 +28,20 @@
 //! - Remote MAC VTEP: the route's next hop (RFC 8365 §5.1.2).
 //! - LOCAL_PREF 100 is put on originated routes; the session layer removes
 //!   it towards eBGP peers (RFC 4271 §5.1.5).
+//! - MAC location (RFC 7432 §15): a sticky MAC never moves; else the higher
+//!   sequence wins; equal sequences go to the lower VTEP address (§15.1,
+//!   also between our local MAC and a remote one, as FRR). Learning a MAC
+//!   that a remote route holds with sequence N advertises N+1.
+//! - A move is a change of location to a higher sequence; falling back to
+//!   an older path after a withdraw is not one (no false duplicates).
+//! - Stale (graceful restart) paths compete normally in best path and keep
+//!   the dataplane as it is until End-of-RIB or the stale timer.
+//! - Memory: paths of one UPDATE share one `Arc` (peer, next hop,
+//!   attributes, importing VNIs); a path is 48 bytes plus the NLRI fields
+//!   outside its key. Measured ~650 bytes per remote MAC with two RR paths.
+//! - The daemon must send [`RibInput::LocalMacAdd`] only for MACs the
+//!   bridge learned (not for the entries it wrote itself), since a new
+//!   local learn of a MAC held remotely counts as a move.
 
 use std::cmp::Ordering;
 use std::collections::hash_map::Entry;
