@@ -56,9 +56,10 @@ impl fmt::Display for RouteTarget {
 }
 
 /// What a VNI imports: an exact route target, or FRR's auto matching that
-/// takes any AS-type RT (types 0x00 and 0x02) whose local admin equals the
-/// value (FRR masks the global admin of auto RTs so that eBGP peers with
-/// other ASNs match, bgp_evpn.c `mask_ecom_global_admin`).
+/// takes any route target (2-octet AS, IPv4 or 4-octet AS) whose local
+/// administrator equals the value: FRR masks the type and global admin of
+/// auto import RTs (bgp_evpn.c `mask_ecom_global_admin`) so that eBGP peers
+/// with other ASNs match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ImportRt {
     Exact(RouteTarget),
@@ -76,7 +77,7 @@ impl ImportRt {
             (ImportRt::Exact(a), b) => a == b,
             (ImportRt::AnyAs(v), RouteTarget::As2 { value, .. }) => v == value,
             (ImportRt::AnyAs(v), RouteTarget::As4 { value, .. }) => *v == u32::from(*value),
-            (ImportRt::AnyAs(_), RouteTarget::Ipv4 { .. }) => false,
+            (ImportRt::AnyAs(v), RouteTarget::Ipv4 { value, .. }) => *v == u32::from(*value),
         }
     }
 }

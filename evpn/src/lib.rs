@@ -10,4 +10,6 @@ pub mod route;
 pub mod types;
 
 pub use intent::*;
+pub use rib::{Rib, RibConfig, RibInput, RibOutput, VniConfig};
+pub use route::{EvpnNlri, RouteKey};
 pub use types::*;

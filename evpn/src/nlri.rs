@@ -64,15 +64,31 @@ impl<'a> Reader<'a> {
     fn label(&mut self) -> Result<Label, NlriError> {
         Ok(Label::from_bytes(self.array()?))
     }
-    /// An IP address of `bits` bits (32 or 128).
-    fn ip(&mut self, bits: u8) -> Result<IpAddr, NlriError> {
+    /// A length byte in bits (0 allowed only if `optional`) and the IP
+    /// address that follows; errors point at the length byte.
+    fn len_and_ip(&mut self, optional: bool) -> Result<Option<IpAddr>, NlriError> {
         let at = self.offset();
-        match bits {
-            32 => Ok(IpAddr::V4(Ipv4Addr::from(self.array::<4>()?))),
-            128 => Ok(IpAddr::V6(Ipv6Addr::from(self.array::<16>()?))),
+        match self.u8()? {
+            0 if optional => Ok(None),
+            32 => Ok(Some(IpAddr::V4(Ipv4Addr::from(self.array::<4>()?)))),
+            128 => Ok(Some(IpAddr::V6(Ipv6Addr::from(self.array::<16>()?)))),
             _ => Err(NlriError::Invalid {
                 offset: at,
-                what: "IP address length is not 32 or 128",
+                what: if optional {
+                    "IP address length is not 0, 32 or 128"
+                } else {
+                    "IP address length is not 32 or 128"
+                },
+            }),
+        }
+    }
+    fn ip(&mut self) -> Result<IpAddr, NlriError> {
+        match self.len_and_ip(false)? {
+            Some(ip) => Ok(ip),
+            // len_and_ip(false) never returns None.
+            None => Err(NlriError::Invalid {
+                offset: self.offset(),
+                what: "missing IP address",
             }),
         }
     }
@@ -118,17 +134,7 @@ fn decode_body(rtype: u8, body: &[u8], base: usize) -> Result<Option<EvpnNlri>, 
                 });
             }
             let mac = MacAddress(r.array()?);
-            let ip = match r.u8()? {
-                0 => None,
-                bits => Some(r.ip(bits).map_err(|e| match e {
-                    // Point at the length byte, not past it.
-                    NlriError::Invalid { what, .. } => NlriError::Invalid {
-                        offset: r.offset() - 1,
-                        what,
-                    },
-                    other => other,
-                })?),
-            };
+            let ip = r.len_and_ip(true)?;
             let label1 = r.label()?;
             let label2 = match r.remaining() {
                 0 => None,
@@ -153,21 +159,19 @@ fn decode_body(rtype: u8, body: &[u8], base: usize) -> Result<Option<EvpnNlri>, 
         route_type::INCLUSIVE_MULTICAST => {
             let rd = r.rd()?;
             let eth_tag = r.eth_tag()?;
-            let bits = r.u8()?;
             EvpnNlri::InclusiveMulticast(InclusiveMulticastRoute {
                 rd,
                 eth_tag,
-                originator: r.ip(bits)?,
+                originator: r.ip()?,
             })
         }
         route_type::ETHERNET_SEGMENT => {
             let rd = r.rd()?;
             let esi = r.esi()?;
-            let bits = r.u8()?;
             EvpnNlri::EthernetSegment(EthernetSegmentRoute {
                 rd,
                 esi,
-                originator: r.ip(bits)?,
+                originator: r.ip()?,
             })
         }
         route_type::IP_PREFIX => {
@@ -222,6 +226,7 @@ fn decode_body(rtype: u8, body: &[u8], base: usize) -> Result<Option<EvpnNlri>, 
 pub fn decode_evpn_nlri(buf: &[u8]) -> Result<Vec<EvpnNlri>, NlriError> {
     // A type-2 route is at least 35 bytes: a cheap upper bound on the count.
     let mut out = Vec::with_capacity(buf.len() / 35 + 1);
+    let mut unknown: Option<(u8, usize, usize)> = None; // (first type, its offset, count)
     let mut pos = 0;
     while pos < buf.len() {
         let (Some(&rtype), Some(&len)) = (buf.get(pos), buf.get(pos + 1)) else {
@@ -237,17 +242,22 @@ pub fn decode_evpn_nlri(buf: &[u8]) -> Result<Vec<EvpnNlri>, NlriError> {
         };
         match decode_body(rtype, body, start)? {
             Some(route) => out.push(route),
-            None => {
-                // RFC 7606 §5.4: unknown route type, skip it.
-                tracing::warn!(
-                    route_type = rtype,
-                    len,
-                    offset = pos,
-                    "discarding EVPN NLRI of unknown route type"
-                );
-            }
+            // RFC 7606 §5.4: unknown route type, skip it by its length.
+            None => match &mut unknown {
+                Some((_, _, n)) => *n += 1,
+                None => unknown = Some((rtype, pos, 1)),
+            },
         }
         pos = end;
+    }
+    if let Some((route_type, offset, count)) = unknown {
+        // One line per NLRI field, not per route: a peer can send many.
+        tracing::warn!(
+            route_type,
+            offset,
+            count,
+            "discarded EVPN NLRI of unknown route type"
+        );
     }
     Ok(out)
 }

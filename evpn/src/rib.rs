@@ -28,6 +28,20 @@
 //! - Remote MAC VTEP: the route's next hop (RFC 8365 §5.1.2).
 //! - LOCAL_PREF 100 is put on originated routes; the session layer removes
 //!   it towards eBGP peers (RFC 4271 §5.1.5).
+//! - MAC location (RFC 7432 §15): a sticky MAC never moves; else the higher
+//!   sequence wins; equal sequences go to the lower VTEP address (§15.1,
+//!   also between our local MAC and a remote one, as FRR). Learning a MAC
+//!   that a remote route holds with sequence N advertises N+1.
+//! - A move is a change of location to a higher sequence; falling back to
+//!   an older path after a withdraw is not one (no false duplicates).
+//! - Stale (graceful restart) paths compete normally in best path and keep
+//!   the dataplane as it is until End-of-RIB or the stale timer.
+//! - Memory: paths of one UPDATE share one `Arc` (peer, next hop,
+//!   attributes, importing VNIs); a path is 48 bytes plus the NLRI fields
+//!   outside its key. Measured ~650 bytes per remote MAC with two RR paths.
+//! - The daemon must send [`RibInput::LocalMacAdd`] only for MACs the
+//!   bridge learned (not for the entries it wrote itself), since a new
+//!   local learn of a MAC held remotely counts as a move.
 
 use std::cmp::Ordering;
 use std::collections::hash_map::Entry;
@@ -282,7 +296,7 @@ pub struct RibCounters {
 /// One path, for display.
 #[derive(Debug, Clone)]
 pub struct RouteView<'a> {
-    pub nlri: &'a EvpnNlri,
+    pub nlri: EvpnNlri,
     /// `None` for our own routes.
     pub peer: Option<PeerId>,
     pub next_hop: IpAddr,
@@ -313,15 +327,150 @@ struct PeerState {
     has_stale: bool,
 }
 
+/// What every NLRI of one UPDATE shares: stored once per UPDATE.
+#[derive(Debug)]
+struct PathShared {
+    peer: PeerId,
+    next_hop: IpAddr,
+    attrs: Arc<PathAttributes>,
+    /// VNIs importing these routes.
+    vnis: Arc<[Vni]>,
+}
+
+/// One peer's path for a route: the shared part plus the NLRI fields that
+/// are not in the route key (the key is the map's).
 #[derive(Debug, Clone)]
 struct Path {
-    peer: PeerId,
-    nlri: EvpnNlri,
-    attrs: Arc<PathAttributes>,
-    next_hop: IpAddr,
-    /// VNIs importing this path (shared by all NLRI of an UPDATE).
-    vnis: Arc<[Vni]>,
+    shared: Arc<PathShared>,
+    extra: NlriExtra,
     stale: bool,
+}
+
+/// The NLRI fields outside the route key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NlriExtra {
+    None,
+    Label(Label),
+    MacIp {
+        esi: Esi,
+        label1: Label,
+        label2: Option<Label>,
+    },
+    IpPrefix {
+        esi: Esi,
+        gateway: IpAddr,
+        label: Label,
+    },
+}
+
+fn split_nlri(n: &EvpnNlri) -> (RouteKey, NlriExtra) {
+    let extra = match *n {
+        EvpnNlri::EthernetAd(r) => NlriExtra::Label(r.label),
+        EvpnNlri::MacIp(r) => NlriExtra::MacIp {
+            esi: r.esi,
+            label1: r.label1,
+            label2: r.label2,
+        },
+        EvpnNlri::InclusiveMulticast(_) | EvpnNlri::EthernetSegment(_) => NlriExtra::None,
+        EvpnNlri::IpPrefix(r) => NlriExtra::IpPrefix {
+            esi: r.esi,
+            gateway: r.gateway,
+            label: r.label,
+        },
+    };
+    (n.key(), extra)
+}
+
+/// Rebuild the NLRI from its key and the rest (inverse of [`split_nlri`]).
+fn join_nlri(key: &RouteKey, extra: &NlriExtra) -> EvpnNlri {
+    use crate::route::{EthernetAdRoute, EthernetSegmentRoute, IpPrefixRoute};
+    match (*key, *extra) {
+        (RouteKey::EthernetAd { rd, esi, eth_tag }, x) => EvpnNlri::EthernetAd(EthernetAdRoute {
+            rd,
+            esi,
+            eth_tag,
+            label: match x {
+                NlriExtra::Label(l) => l,
+                _ => Label::default(),
+            },
+        }),
+        (
+            RouteKey::MacIp {
+                rd,
+                eth_tag,
+                mac,
+                ip,
+            },
+            x,
+        ) => {
+            let (esi, label1, label2) = match x {
+                NlriExtra::MacIp {
+                    esi,
+                    label1,
+                    label2,
+                } => (esi, label1, label2),
+                _ => (Esi::ZERO, Label::default(), None),
+            };
+            EvpnNlri::MacIp(MacIpRoute {
+                rd,
+                esi,
+                eth_tag,
+                mac,
+                ip,
+                label1,
+                label2,
+            })
+        }
+        (
+            RouteKey::InclusiveMulticast {
+                rd,
+                eth_tag,
+                originator,
+            },
+            _,
+        ) => EvpnNlri::InclusiveMulticast(InclusiveMulticastRoute {
+            rd,
+            eth_tag,
+            originator,
+        }),
+        (
+            RouteKey::EthernetSegment {
+                rd,
+                esi,
+                originator,
+            },
+            _,
+        ) => EvpnNlri::EthernetSegment(EthernetSegmentRoute {
+            rd,
+            esi,
+            originator,
+        }),
+        (
+            RouteKey::IpPrefix {
+                rd,
+                eth_tag,
+                prefix,
+            },
+            x,
+        ) => {
+            let (esi, gateway, label) = match x {
+                NlriExtra::IpPrefix {
+                    esi,
+                    gateway,
+                    label,
+                } => (esi, gateway, label),
+                _ => (Esi::ZERO, prefix.addr(), Label::default()),
+            };
+            EvpnNlri::IpPrefix(IpPrefixRoute {
+                rd,
+                esi,
+                eth_tag,
+                prefix,
+                gateway,
+                label,
+            })
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -473,7 +622,7 @@ pub struct Rib {
     peers: HashMap<PeerId, PeerState>,
     vnis: BTreeMap<Vni, VniState>,
     exact_import: HashMap<RouteTarget, Vec<Vni>>,
-    any_as_import: HashMap<u32, Vec<Vni>>,
+    any_global_import: HashMap<u32, Vec<Vni>>,
     routes: HashMap<RouteKey, RouteEntry>,
     macs: HashMap<(Vni, MacAddress), MacState>,
     neighs: HashMap<(Vni, IpAddr), NeighState>,
@@ -489,14 +638,21 @@ pub struct Rib {
 
 /// RFC 4271 §9.1.2.2 with RFC 4456 §9, preceded by RFC 7432 §15 MAC
 /// mobility for type-2 routes. `Greater` = `a` is better.
-fn path_cmp(a: &Path, b: &Path, peers: &HashMap<PeerId, PeerState>, our_asn: u32) -> Ordering {
-    // Fresh paths over stale ones (RFC 4724 keeps stale paths as fallback).
-    b.stale
-        .cmp(&a.stale)
+fn path_cmp(
+    a: &Path,
+    b: &Path,
+    mac_route: bool,
+    peers: &HashMap<PeerId, PeerState>,
+    our_asn: u32,
+) -> Ordering {
+    let (sa, sb) = (&a.shared, &b.shared);
+    // Stale paths (RFC 4724) compete normally: a stale path with a higher
+    // MAC mobility sequence is still the newer information.
+    Ordering::Equal
         .then_with(|| {
-            if matches!(a.nlri, EvpnNlri::MacIp(_)) {
-                let ma = mac_mobility(&a.attrs.ext_communities);
-                let mb = mac_mobility(&b.attrs.ext_communities);
+            if mac_route {
+                let ma = mac_mobility(&sa.attrs.ext_communities);
+                let mb = mac_mobility(&sb.attrs.ext_communities);
                 let sa = ma.map_or(0, |m| m.sequence);
                 let sb = mb.map_or(0, |m| m.sequence);
                 ma.is_some_and(|m| m.sticky())
@@ -507,56 +663,67 @@ fn path_cmp(a: &Path, b: &Path, peers: &HashMap<PeerId, PeerState>, our_asn: u32
             }
         })
         .then_with(|| {
-            a.attrs
+            sa.attrs
                 .local_pref
                 .unwrap_or(100)
-                .cmp(&b.attrs.local_pref.unwrap_or(100))
+                .cmp(&sb.attrs.local_pref.unwrap_or(100))
         })
         .then_with(|| {
-            let la = a.attrs.as_path.as_ref().map_or(0, AsPath::path_len);
-            let lb = b.attrs.as_path.as_ref().map_or(0, AsPath::path_len);
+            let la = sa.attrs.as_path.as_ref().map_or(0, AsPath::path_len);
+            let lb = sb.attrs.as_path.as_ref().map_or(0, AsPath::path_len);
             lb.cmp(&la)
         })
         .then_with(|| {
-            let oa = a.attrs.origin.unwrap_or(Origin::Incomplete);
-            let ob = b.attrs.origin.unwrap_or(Origin::Incomplete);
+            let oa = sa.attrs.origin.unwrap_or(Origin::Incomplete);
+            let ob = sb.attrs.origin.unwrap_or(Origin::Incomplete);
             ob.cmp(&oa)
         })
         .then_with(|| {
             // MED only between routes from the same neighbouring AS.
-            let na = a.attrs.as_path.as_ref().and_then(AsPath::first_as);
-            let nb = b.attrs.as_path.as_ref().and_then(AsPath::first_as);
+            let na = sa.attrs.as_path.as_ref().and_then(AsPath::first_as);
+            let nb = sb.attrs.as_path.as_ref().and_then(AsPath::first_as);
             if na == nb {
-                b.attrs.med.unwrap_or(0).cmp(&a.attrs.med.unwrap_or(0))
+                sb.attrs.med.unwrap_or(0).cmp(&sa.attrs.med.unwrap_or(0))
             } else {
                 Ordering::Equal
             }
         })
         .then_with(|| {
-            let ebgp = |p: &Path| peers.get(&p.peer).is_some_and(|s| s.asn != our_asn);
-            ebgp(a).cmp(&ebgp(b))
+            let ebgp = |p: &PathShared| peers.get(&p.peer).is_some_and(|s| s.asn != our_asn);
+            ebgp(sa).cmp(&ebgp(sb))
         })
         .then_with(|| {
-            let id = |p: &Path| {
+            let id = |p: &PathShared| {
                 p.attrs.originator_id.unwrap_or_else(|| {
                     peers
                         .get(&p.peer)
                         .map_or(Ipv4Addr::BROADCAST, |s| s.router_id)
                 })
             };
-            id(b).cmp(&id(a))
+            id(sb).cmp(&id(sa))
         })
-        .then_with(|| b.attrs.cluster_list.len().cmp(&a.attrs.cluster_list.len()))
-        .then_with(|| b.peer.cmp(&a.peer))
+        .then_with(|| {
+            sb.attrs
+                .cluster_list
+                .len()
+                .cmp(&sa.attrs.cluster_list.len())
+        })
+        .then_with(|| sb.peer.cmp(&sa.peer))
 }
 
-fn select_best(paths: &mut [Path], peers: &HashMap<PeerId, PeerState>, our_asn: u32) {
+fn select_best(
+    key: &RouteKey,
+    paths: &mut [Path],
+    peers: &HashMap<PeerId, PeerState>,
+    our_asn: u32,
+) {
+    let mac_route = matches!(key, RouteKey::MacIp { .. });
     if paths.len() < 2 {
         return;
     }
     let mut best = 0;
     for i in 1..paths.len() {
-        if path_cmp(&paths[i], &paths[best], peers, our_asn) == Ordering::Greater {
+        if path_cmp(&paths[i], &paths[best], mac_route, peers, our_asn) == Ordering::Greater {
             best = i;
         }
     }
@@ -565,7 +732,7 @@ fn select_best(paths: &mut [Path], peers: &HashMap<PeerId, PeerState>, our_asn: 
 
 /// What an entry's best path contributes to the dataplane.
 fn contrib_of(key: &RouteKey, entry: &RouteEntry, local_vtep: IpAddr) -> Contrib {
-    let Some(best) = entry.paths.first() else {
+    let Some(best) = entry.paths.first().map(|p| &*p.shared) else {
         return Contrib::None;
     };
     if best.vnis.is_empty() {
@@ -628,7 +795,7 @@ impl Rib {
             peers: HashMap::new(),
             vnis: BTreeMap::new(),
             exact_import: HashMap::new(),
-            any_as_import: HashMap::new(),
+            any_global_import: HashMap::new(),
             routes: HashMap::new(),
             macs: HashMap::new(),
             neighs: HashMap::new(),
@@ -791,7 +958,12 @@ impl Rib {
             return;
         };
         let vnis = self.import_vnis(&attributes);
-        let attrs = Arc::new(attributes);
+        let shared = Arc::new(PathShared {
+            peer,
+            next_hop,
+            attrs: Arc::new(attributes),
+            vnis: vnis.clone(),
+        });
         let mut not_imported = 0;
         for nlri in reach.nlri {
             let needs_vni = matches!(nlri, EvpnNlri::MacIp(_) | EvpnNlri::InclusiveMulticast(_));
@@ -800,15 +972,13 @@ impl Rib {
                 self.withdraw(peer, &nlri.key(), now, out);
                 continue;
             }
+            let (key, extra) = split_nlri(&nlri);
             let path = Path {
-                peer,
-                nlri,
-                attrs: attrs.clone(),
-                next_hop,
-                vnis: vnis.clone(),
+                shared: shared.clone(),
+                extra,
                 stale: false,
             };
-            self.upsert(path, now, out);
+            self.upsert(key, path, now, out);
         }
         if not_imported > 0 {
             self.counters.not_imported += not_imported as u64;
@@ -821,43 +991,30 @@ impl Rib {
     }
 
     fn import_vnis(&self, attrs: &PathAttributes) -> Arc<[Vni]> {
-        let mut v: Vec<Vni> = Vec::new();
-        for rt in route_targets(&attrs.ext_communities) {
-            if let Some(vs) = self.exact_import.get(&rt) {
-                v.extend(vs);
-            }
-            let any = match rt {
-                RouteTarget::As2 { value, .. } => Some(value),
-                RouteTarget::As4 { value, .. } => Some(u32::from(value)),
-                RouteTarget::Ipv4 { .. } => None,
-            };
-            if let Some(vs) = any.and_then(|a| self.any_as_import.get(&a)) {
-                v.extend(vs);
-            }
-        }
-        v.sort_unstable();
-        v.dedup();
-        v.into()
+        import_vnis(&self.exact_import, &self.any_global_import, attrs)
     }
 
     fn rebuild_import_index(&mut self) {
         self.exact_import.clear();
-        self.any_as_import.clear();
+        self.any_global_import.clear();
         for (vni, st) in &self.vnis {
             for irt in &st.cfg.import_rts {
                 match irt {
                     ImportRt::Exact(rt) => self.exact_import.entry(*rt).or_default().push(*vni),
-                    ImportRt::AnyAs(v) => self.any_as_import.entry(*v).or_default().push(*vni),
+                    ImportRt::AnyAs(v) => self.any_global_import.entry(*v).or_default().push(*vni),
                 }
             }
         }
     }
 
-    fn upsert(&mut self, path: Path, now: Instant, out: &mut RibOutput) {
-        let key = path.nlri.key();
+    fn upsert(&mut self, key: RouteKey, path: Path, now: Instant, out: &mut RibOutput) {
         let entry = self.routes.entry(key).or_default();
         let old = contrib_of(&key, entry, self.cfg.local_vtep);
-        match entry.paths.iter_mut().find(|p| p.peer == path.peer) {
+        match entry
+            .paths
+            .iter_mut()
+            .find(|p| p.shared.peer == path.shared.peer)
+        {
             Some(p) => *p = path,
             None => {
                 // Exact growth: most routes have one or two paths, and Vec's
@@ -866,7 +1023,7 @@ impl Rib {
                 entry.paths.push(path)
             }
         }
-        select_best(&mut entry.paths, &self.peers, self.cfg.asn);
+        select_best(&key, &mut entry.paths, &self.peers, self.cfg.asn);
         let new = contrib_of(&key, entry, self.cfg.local_vtep);
         if old != new {
             self.apply(&old, &new, now, out);
@@ -877,12 +1034,12 @@ impl Rib {
         let Some(entry) = self.routes.get_mut(key) else {
             return;
         };
-        let Some(pos) = entry.paths.iter().position(|p| p.peer == peer) else {
+        let Some(pos) = entry.paths.iter().position(|p| p.shared.peer == peer) else {
             return;
         };
         let old = contrib_of(key, entry, self.cfg.local_vtep);
         entry.paths.swap_remove(pos);
-        select_best(&mut entry.paths, &self.peers, self.cfg.asn);
+        select_best(key, &mut entry.paths, &self.peers, self.cfg.asn);
         let new = contrib_of(key, entry, self.cfg.local_vtep);
         if entry.paths.is_empty() {
             self.routes.remove(key);
@@ -906,14 +1063,21 @@ impl Rib {
         let local_vtep = self.cfg.local_vtep;
         let (peers, asn) = (&self.peers, self.cfg.asn);
         self.routes.retain(|key, entry| {
+            if !entry
+                .paths
+                .iter()
+                .any(|p| p.shared.peer == peer && (p.stale || !stale_only))
+            {
+                return true;
+            }
             let before = entry.paths.len();
             let old = contrib_of(key, entry, local_vtep);
             entry
                 .paths
-                .retain(|p| !(p.peer == peer && (p.stale || !stale_only)));
+                .retain(|p| !(p.shared.peer == peer && (p.stale || !stale_only)));
             if entry.paths.len() != before {
                 removed += before - entry.paths.len();
-                select_best(&mut entry.paths, peers, asn);
+                select_best(key, &mut entry.paths, peers, asn);
                 let new = contrib_of(key, entry, local_vtep);
                 if old != new {
                     changes.push((old, new));
@@ -923,6 +1087,13 @@ impl Rib {
         });
         for (old, new) in changes {
             self.apply(&old, &new, now, out);
+        }
+        // Give memory back after a mass removal (a lost session).
+        if self.routes.len() * 4 < self.routes.capacity() {
+            self.routes.shrink_to_fit();
+        }
+        if self.macs.len() * 4 < self.macs.capacity() {
+            self.macs.shrink_to_fit();
         }
         removed
     }
@@ -943,15 +1114,15 @@ impl Rib {
                 let (peers, asn) = (&self.peers, self.cfg.asn);
                 let mut any = false;
                 for (key, entry) in self.routes.iter_mut() {
-                    if !entry.paths.iter().any(|p| p.peer == peer) {
+                    if !entry.paths.iter().any(|p| p.shared.peer == peer) {
                         continue;
                     }
                     any = true;
                     let old = contrib_of(key, entry, local_vtep);
-                    for p in entry.paths.iter_mut().filter(|p| p.peer == peer) {
+                    for p in entry.paths.iter_mut().filter(|p| p.shared.peer == peer) {
                         p.stale = true;
                     }
-                    select_best(&mut entry.paths, peers, asn);
+                    select_best(key, &mut entry.paths, peers, asn);
                     let new = contrib_of(key, entry, local_vtep);
                     if old != new {
                         changes.push((old, new));
@@ -1078,10 +1249,15 @@ impl Rib {
             return;
         }
         let best = st.remote.iter().max_by(|a, b| cand_cmp(a, b)).copied();
+        let local_vtep = self.cfg.local_vtep;
         let new = match (st.local, best) {
-            // A higher sequence elsewhere: the MAC moved away. A sticky
-            // remote MAC is never taken over by local learning (§15.2).
-            (Some(lseq), Some(r)) if r.seq > lseq || r.sticky => {
+            // A higher sequence elsewhere: the MAC moved away. The same
+            // sequence: the lower VTEP address wins (§15.1, as FRR). A
+            // sticky remote MAC is never taken over by local learning
+            // (§15.2).
+            (Some(lseq), Some(r))
+                if r.sticky || r.seq > lseq || (r.seq == lseq && r.vtep < local_vtep) =>
+            {
                 Some((MacLocation::Remote(r.vtep), r.seq))
             }
             (Some(lseq), _) => Some((MacLocation::Local, lseq)),
@@ -1319,53 +1495,70 @@ impl Rib {
 
     // --- VNI configuration ---------------------------------------------------
 
-    /// Take every best path out of the dataplane groups (before a config
-    /// change) ...
-    fn remove_all_contribs(&mut self, now: Instant, out: &mut RibOutput) {
+    /// Recompute the importing VNIs of every path after the import index
+    /// changed. Only entries whose best-path contribution changes touch the
+    /// dataplane groups, so other VNIs see no churn (no spurious mobility
+    /// decisions). One pass over the Loc-RIB.
+    fn reimport(&mut self, now: Instant, out: &mut RibOutput) {
+        // Old Arc kept alive next to its replacement so that a freed
+        // allocation's address cannot be reused by a later key.
+        let mut cache: HashMap<*const PathShared, (Arc<PathShared>, Arc<PathShared>)> =
+            HashMap::new();
+        let mut changes = Vec::new();
         let local_vtep = self.cfg.local_vtep;
-        let olds: Vec<Contrib> = self
-            .routes
-            .iter()
-            .map(|(k, e)| contrib_of(k, e, local_vtep))
-            .filter(|c| *c != Contrib::None)
-            .collect();
-        for c in olds {
-            self.apply(&c, &Contrib::None, now, out);
-        }
-    }
-
-    /// ... and back in after it, re-importing every path.
-    fn reimport_and_add_contribs(&mut self, now: Instant, out: &mut RibOutput) {
-        let mut cache: HashMap<*const PathAttributes, Arc<[Vni]>> = HashMap::new();
-        let routes = std::mem::take(&mut self.routes);
-        let mut kept = HashMap::with_capacity(routes.len());
-        let mut news = Vec::new();
-        for (key, mut entry) in routes {
+        let (peers, asn) = (&self.peers, self.cfg.asn);
+        let (exact, any) = (&self.exact_import, &self.any_global_import);
+        self.routes.retain(|key, entry| {
+            let old = contrib_of(key, entry, local_vtep);
+            let mut changed = false;
             for p in entry.paths.iter_mut() {
-                p.vnis = cache
-                    .entry(Arc::as_ptr(&p.attrs))
-                    .or_insert_with(|| self.import_vnis(&p.attrs))
-                    .clone();
+                let (_, new) = cache.entry(Arc::as_ptr(&p.shared)).or_insert_with(|| {
+                    let vnis = import_vnis(exact, any, &p.shared.attrs);
+                    let new = if vnis == p.shared.vnis {
+                        p.shared.clone()
+                    } else {
+                        Arc::new(PathShared {
+                            peer: p.shared.peer,
+                            next_hop: p.shared.next_hop,
+                            attrs: p.shared.attrs.clone(),
+                            vnis,
+                        })
+                    };
+                    (p.shared.clone(), new)
+                });
+                if !Arc::ptr_eq(new, &p.shared) {
+                    p.shared = new.clone();
+                    changed = true;
+                }
+            }
+            if !changed {
+                return true;
             }
             if matches!(
                 key,
                 RouteKey::MacIp { .. } | RouteKey::InclusiveMulticast { .. }
             ) {
-                entry.paths.retain(|p| !p.vnis.is_empty());
+                entry.paths.retain(|p| !p.shared.vnis.is_empty());
             }
-            if entry.paths.is_empty() {
-                continue;
+            select_best(key, &mut entry.paths, peers, asn);
+            let new = contrib_of(key, entry, local_vtep);
+            if old != new {
+                changes.push((old, new));
             }
-            select_best(&mut entry.paths, &self.peers, self.cfg.asn);
-            let c = contrib_of(&key, &entry, self.cfg.local_vtep);
-            if c != Contrib::None {
-                news.push(c);
-            }
-            kept.insert(key, entry);
+            !entry.paths.is_empty()
+        });
+        for (old, new) in changes {
+            self.apply(&old, &new, now, out);
         }
-        self.routes = kept;
-        for c in news {
-            self.apply(&Contrib::None, &c, now, out);
+    }
+
+    /// Record the current flood state of a VNI before its flood mode or
+    /// existence changes (the value depends on it).
+    fn touch_vni_floods(&mut self, vni: Vni) {
+        let (flood, vnis) = (&self.flood, &self.vnis);
+        for &(v, vtep) in flood.keys().filter(|k| k.0 == vni) {
+            self.dp
+                .touch(DpKey::Flood(v, vtep), || flood_value(flood, vnis, v, vtep));
         }
     }
 
@@ -1376,9 +1569,10 @@ impl Rib {
             return;
         }
         let import_changed = prev.as_ref().is_none_or(|p| p.import_rts != cfg.import_rts);
-        self.remove_all_contribs(now, out);
         if prev.is_some() {
+            // New RD, route targets or flood mode: re-originate below.
             self.withdraw_local_vni(vni);
+            self.touch_vni_floods(vni);
         }
         let mut t2 = self.base_attrs(&cfg);
         t2.pmsi_tunnel = None;
@@ -1390,24 +1584,22 @@ impl Rib {
                 t2_attrs: Arc::new(t2),
             },
         );
-        // Flood entries of this VNI depend on its flood mode.
-        let keys: Vec<_> = self.flood.keys().filter(|k| k.0 == vni).copied().collect();
-        for (v, vtep) in keys {
-            self.dp.touch(DpKey::Flood(v, vtep), || None);
+        if import_changed {
+            self.rebuild_import_index();
+            self.reimport(now, out);
         }
-        self.rebuild_import_index();
-        self.reimport_and_add_contribs(now, out);
         if flood == FloodSource::Routes {
             let (k, r) = self.type3_route(&cfg);
             self.set_local(k, Some(r));
         }
-        // Re-originate the VNI's MACs (new RD or route targets).
-        let macs: Vec<_> = self.macs.keys().filter(|k| k.0 == vni).copied().collect();
-        for (v, mac) in macs {
-            if let Some(st) = self.macs.get_mut(&(v, mac)) {
-                st.advertised = None;
+        if prev.is_some() {
+            let macs: Vec<_> = self.macs.keys().filter(|k| k.0 == vni).copied().collect();
+            for (v, mac) in macs {
+                if let Some(st) = self.macs.get_mut(&(v, mac)) {
+                    st.advertised = None;
+                }
+                self.resolve_mac(v, mac, now, out);
             }
-            self.resolve_mac(v, mac, now, out);
         }
         if import_changed && self.peers.values().any(|p| p.established) {
             out.outbound
@@ -1431,9 +1623,14 @@ impl Rib {
         if !self.vnis.contains_key(&vni) {
             return;
         }
-        self.remove_all_contribs(now, out);
         self.withdraw_local_vni(vni);
-        // Drop the VNI's MAC and neighbor state, frozen or not.
+        self.touch_vni_floods(vni);
+        self.vnis.remove(&vni);
+        self.rebuild_import_index();
+        // Paths lose this VNI (and go if no other VNI imports them).
+        self.reimport(now, out);
+        // Drop what is left of the VNI's MAC and neighbor state, frozen or
+        // not, and its local learning.
         let macs: Vec<_> = self.macs.keys().filter(|k| k.0 == vni).copied().collect();
         for k in macs {
             if let Some(st) = self.macs.remove(&k) {
@@ -1451,9 +1648,7 @@ impl Rib {
             }
         }
         self.local_neighs.retain(|k, _| k.0 != vni);
-        self.vnis.remove(&vni);
-        self.rebuild_import_index();
-        self.reimport_and_add_contribs(now, out);
+        self.flood.retain(|k, _| k.0 != vni);
     }
 
     // --- Output --------------------------------------------------------------
@@ -1556,19 +1751,19 @@ impl Rib {
     /// Every path in the Loc-RIB, then our own routes.
     pub fn routes(&self) -> impl Iterator<Item = RouteView<'_>> {
         let nh = self.cfg.local_vtep;
-        let remote = self.routes.values().flat_map(|e| {
-            e.paths.iter().enumerate().map(|(i, p)| RouteView {
-                nlri: &p.nlri,
-                peer: Some(p.peer),
-                next_hop: p.next_hop,
-                attrs: &p.attrs,
+        let remote = self.routes.iter().flat_map(|(k, e)| {
+            e.paths.iter().enumerate().map(move |(i, p)| RouteView {
+                nlri: join_nlri(k, &p.extra),
+                peer: Some(p.shared.peer),
+                next_hop: p.shared.next_hop,
+                attrs: &p.shared.attrs,
                 best: i == 0,
                 stale: p.stale,
-                vnis: &p.vnis,
+                vnis: &p.shared.vnis,
             })
         });
         let local = self.local_routes.values().map(move |r| RouteView {
-            nlri: &r.nlri,
+            nlri: r.nlri,
             peer: None,
             next_hop: nh,
             attrs: &r.attrs,
@@ -1625,8 +1820,8 @@ impl Rib {
             c.paths += e.paths.len() as u64;
             let t = k.route_type() as usize;
             match e.paths.first() {
-                Some(b) if !b.vnis.is_empty() => {
-                    for v in b.vnis.iter() {
+                Some(b) if !b.shared.vnis.is_empty() => {
+                    for v in b.shared.vnis.iter() {
                         if let Some(x) = c.per_vni.get_mut(v) {
                             x[t] += 1;
                         }
@@ -1638,6 +1833,31 @@ impl Rib {
         c.local_routes = self.local_routes.len() as u64;
         c
     }
+}
+
+/// The VNIs whose import route targets match a route's (RFC 4364 §4.3.5
+/// style import; FRR's auto RTs match on the local admin only).
+fn import_vnis(
+    exact: &HashMap<RouteTarget, Vec<Vni>>,
+    any: &HashMap<u32, Vec<Vni>>,
+    attrs: &PathAttributes,
+) -> Arc<[Vni]> {
+    let mut v: Vec<Vni> = Vec::new();
+    for rt in route_targets(&attrs.ext_communities) {
+        if let Some(vs) = exact.get(&rt) {
+            v.extend(vs);
+        }
+        let local_admin = match rt {
+            RouteTarget::As2 { value, .. } => value,
+            RouteTarget::As4 { value, .. } | RouteTarget::Ipv4 { value, .. } => u32::from(value),
+        };
+        if let Some(vs) = any.get(&local_admin) {
+            v.extend(vs);
+        }
+    }
+    v.sort_unstable();
+    v.dedup();
+    v.into()
 }
 
 fn remote_vtep(w: Option<(MacLocation, u32)>) -> Option<IpAddr> {
@@ -1666,7 +1886,7 @@ mod size_tests {
     /// Keep the per-path footprint in check (1M routes must fit).
     #[test]
     fn sizes() {
-        assert!(std::mem::size_of::<Path>() <= 136);
+        assert!(std::mem::size_of::<Path>() <= 48);
         assert!(std::mem::size_of::<RouteKey>() <= 40);
         assert!(std::mem::size_of::<MacCand>() <= 56);
     }

@@ -354,7 +354,7 @@ fn malformed_lengths_report_offsets() {
     assert_eq!(
         EvpnNlri::decode_all(AfiSafi::L2VPN_EVPN, &v),
         Err(NlriError::Invalid {
-            offset: 15,
+            offset: 14,
             what: "IP address length is not 32 or 128"
         })
     );
@@ -374,6 +374,15 @@ fn malformed_lengths_report_offsets() {
         EvpnNlri::decode_all(AfiSafi::L2VPN_EVPN, &v),
         Err(NlriError::Invalid { offset: 24, .. })
     ));
+    // Type 2 with IP length 24 (points at the length byte).
+    let v = hex("02 24  00010a0000010002  00000000000000000000  00000000  30 020000aabb01  18 c0a801  000064");
+    assert_eq!(
+        EvpnNlri::decode_all(AfiSafi::L2VPN_EVPN, &v),
+        Err(NlriError::Invalid {
+            offset: 31,
+            what: "IP address length is not 0, 32 or 128"
+        })
+    );
     // Type 2 cut inside the MAC.
     let v = hex("02 1c  00010a0000010002  00000000000000000000  00000000  30 020000aabb");
     assert_eq!(

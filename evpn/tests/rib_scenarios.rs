@@ -1183,3 +1183,248 @@ fn million_routes_memory() {
     );
     assert_eq!(t.rib.counters().paths, 2 * N as u64);
 }
+
+#[test]
+fn other_route_types_are_kept_and_shown_without_intents() {
+    use evpnd_evpn::route::{EthernetAdRoute, EthernetSegmentRoute, IpPrefixRoute};
+    let mut t = T::new();
+    t.peer_up(RR1);
+    let esi = Esi([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    let routes = vec![
+        EvpnNlri::EthernetAd(EthernetAdRoute {
+            rd: rd(B, 100),
+            esi,
+            eth_tag: EthernetTag(0),
+            label: Label::new(100),
+        }),
+        EvpnNlri::EthernetSegment(EthernetSegmentRoute {
+            rd: rd(B, 100),
+            esi,
+            originator: ip(B),
+        }),
+        EvpnNlri::IpPrefix(IpPrefixRoute {
+            rd: rd(B, 100),
+            esi: Esi::ZERO,
+            eth_tag: EthernetTag(0),
+            prefix: "10.10.0.0/16".parse().unwrap(),
+            gateway: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            label: Label::new(5000),
+        }),
+    ];
+    // Carried with an RT no VNI imports (e.g. an ES-import RT): still kept.
+    let mut a = attrs(100, B, None);
+    a.ext_communities = vec![RouteTarget::auto(ASN, vni(4242)).into()];
+    assert_eq!(t.upd(RR1, reach(routes.clone(), ip(B), a)), vec![]);
+    let mut shown: Vec<EvpnNlri> = t
+        .rib
+        .routes()
+        .filter(|r| r.peer.is_some())
+        .map(|r| r.nlri)
+        .collect();
+    shown.sort_by_key(|n| n.route_type());
+    assert_eq!(shown, routes);
+    let c = t.rib.counters();
+    assert_eq!((c.no_vni[1], c.no_vni[4], c.no_vni[5]), (1, 1, 1));
+    assert_eq!(c.not_imported, 0);
+}
+
+#[test]
+fn per_vni_counters() {
+    let mut t = T::new();
+    t.peer_up(RR1);
+    t.upd(
+        RR1,
+        from_vtep(
+            B,
+            100,
+            vec![t3(B), t2(B, 100, mac(1), None), t2(B, 100, mac(2), None)],
+            None,
+        ),
+    );
+    let c = t.rib.counters();
+    assert_eq!(c.per_vni[&vni(100)], [0, 0, 2, 1, 0, 0]);
+    assert_eq!((c.routes, c.paths, c.local_routes), (3, 3, 1));
+}
+
+#[test]
+fn vni_rd_change_reoriginates() {
+    let mut t = T::new();
+    t.peer_up(RR1);
+    t.run(RibInput::LocalMacAdd {
+        vni: vni(100),
+        mac: mac(1),
+    });
+    let mut cfg = VniConfig::auto(vni(100), ASN, ROUTER_ID, 1);
+    cfg.rd = RouteDistinguisher::As2 {
+        asn: 65000,
+        number: 100,
+    };
+    let out = t.run(RibInput::VniAdd(cfg.clone()));
+    assert_eq!(out.intents, vec![]);
+    let w = withdrawn(&out);
+    let a = announced(&out);
+    assert_eq!((w.len(), a.len()), (2, 2));
+    assert!(w
+        .iter()
+        .all(|n| n.rd() == RouteDistinguisher::auto(ROUTER_ID, 1)));
+    assert!(a.iter().all(|n| n.rd() == cfg.rd));
+    // Import RTs unchanged: no route refresh request.
+    assert!(!out
+        .outbound
+        .iter()
+        .any(|o| matches!(o, Outbound::RouteRefreshRequest { .. })));
+    // Same config again: nothing at all.
+    assert_eq!(t.run(RibInput::VniAdd(cfg)), RibOutput::default());
+}
+
+#[test]
+fn local_mac_in_unknown_vni_is_reported_not_advertised() {
+    let mut t = T::new();
+    t.peer_up(RR1);
+    let out = t.run(RibInput::LocalMacAdd {
+        vni: vni(555),
+        mac: mac(1),
+    });
+    assert_eq!(out.events, vec![RibEvent::UnknownVni { vni: vni(555) }]);
+    assert!(out.outbound.is_empty());
+}
+
+#[test]
+fn ipv6_next_hop_with_link_local_uses_the_global_address() {
+    let mut t = T::new();
+    t.peer_up(RR1);
+    let g: std::net::Ipv6Addr = "2001:db8::2".parse().unwrap();
+    let mut u = from_vtep(B, 100, vec![t2(B, 100, mac(1), None)], None);
+    if let Some(r) = u.mp_reach.as_mut() {
+        r.next_hop = NextHop::Ipv6WithLinkLocal(g, "fe80::2".parse().unwrap());
+    }
+    assert_eq!(
+        t.upd(RR1, u),
+        vec![Intent::RemoteMacUpsert {
+            vni: vni(100),
+            mac: mac(1),
+            vtep: IpAddr::V6(g)
+        }]
+    );
+}
+
+#[test]
+fn clear_duplicate_unfreezes() {
+    let mut t = T::with_dup(DupDetectConfig {
+        enabled: true,
+        max_moves: 1,
+        window: Duration::from_secs(180),
+        freeze: None,
+    });
+    t.peer_up(RR1);
+    let m = mac(1);
+    t.upd(RR1, from_vtep(B, 100, vec![t2(B, 100, m, None)], None));
+    t.upd(
+        RR1,
+        from_vtep(
+            C,
+            100,
+            vec![t2(C, 100, m, None)],
+            Some(MacMobility::new(1, false)),
+        ),
+    );
+    let out = t.run(RibInput::Update {
+        peer: ip(RR1),
+        update: from_vtep(
+            D,
+            100,
+            vec![t2(D, 100, m, None)],
+            Some(MacMobility::new(2, false)),
+        ),
+    });
+    // The second move is applied, then the MAC freezes there.
+    assert_eq!(out.intents, vec![upsert(100, m, D)]);
+    assert!(out.events.contains(&RibEvent::DuplicateMacFrozen {
+        vni: vni(100),
+        mac: m,
+        moves: 2
+    }));
+    assert_eq!(
+        t.upd(
+            RR1,
+            from_vtep(
+                C,
+                100,
+                vec![t2(C, 100, m, None)],
+                Some(MacMobility::new(3, false))
+            )
+        ),
+        vec![]
+    );
+    // Permanent freeze: Tick does nothing; the operator clears it.
+    t.now += Duration::from_secs(3600);
+    assert_eq!(t.intents(RibInput::Tick), vec![]);
+    let out = t.run(RibInput::ClearDuplicate {
+        vni: vni(100),
+        mac: m,
+    });
+    assert_eq!(out.intents, vec![upsert(100, m, C)]);
+}
+
+#[test]
+fn adding_a_vni_does_not_disturb_other_vnis() {
+    // A MAC learned here but held remotely with a higher sequence: adding
+    // an unrelated VNI must not re-run its mobility decision (no move
+    // events, no advertisement flap, no intents).
+    let mut t = T::new();
+    t.peer_up(RR1);
+    let m = mac(1);
+    t.run(RibInput::LocalMacAdd {
+        vni: vni(100),
+        mac: m,
+    });
+    t.upd(
+        RR1,
+        from_vtep(
+            B,
+            100,
+            vec![t3(B), t2(B, 100, m, None)],
+            Some(MacMobility::new(1, false)),
+        ),
+    );
+    for v in 2..10 {
+        let out = t.run(RibInput::VniAdd(VniConfig::auto(
+            vni(v * 100),
+            ASN,
+            ROUTER_ID,
+            v as u16,
+        )));
+        assert_eq!(out.intents, vec![]);
+        assert!(out.events.is_empty(), "{:?}", out.events);
+        assert!(withdrawn(&out).is_empty());
+        assert_eq!(announced(&out).len(), 1, "only the new VNI's type-3");
+        let out = t.run(RibInput::VniRemove(vni(v * 100)));
+        assert_eq!(out.intents, vec![]);
+        assert!(out.events.is_empty(), "{:?}", out.events);
+    }
+    assert!(!t.rib.macs(vni(100))[0].frozen);
+}
+
+#[test]
+fn same_sequence_local_vs_remote_lower_vtep_wins() {
+    // RFC 7432 §15.1: equal sequence numbers, the lower VTEP IP wins. Our
+    // VTEP is 10.0.0.1; a remote at 10.0.0.0 beats us, one at .2 does not.
+    let mut t = T::new();
+    t.peer_up(RR1);
+    let m = mac(1);
+    t.run(RibInput::LocalMacAdd {
+        vni: vni(100),
+        mac: m,
+    });
+    assert_eq!(
+        t.upd(RR1, from_vtep(B, 100, vec![t2(B, 100, m, None)], None)),
+        vec![]
+    );
+    let low = 0u8;
+    let out = t.run(RibInput::Update {
+        peer: ip(RR1),
+        update: from_vtep(low, 100, vec![t2(low, 100, m, None)], None),
+    });
+    assert_eq!(out.intents, vec![upsert(100, m, low)]);
+    assert_eq!(withdrawn(&out), vec![local_t2(m, None)]);
+}

@@ -10,7 +10,10 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     if let Ok(routes) = EvpnNlri::decode_all(AfiSafi::L2VPN_EVPN, data) {
         let wire = encode_evpn_nlri(&routes);
-        assert_eq!(wire.len(), routes.iter().map(Nlri::encoded_len).sum::<usize>());
+        assert_eq!(
+            wire.len(),
+            routes.iter().map(Nlri::encoded_len).sum::<usize>()
+        );
         let again = EvpnNlri::decode_all(AfiSafi::L2VPN_EVPN, &wire).expect("re-decodes");
         assert_eq!(again, routes);
         for r in &routes {
