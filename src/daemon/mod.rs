@@ -722,7 +722,7 @@ impl Core {
             } => {
                 let mac = match parse_mac(mac.as_deref()) {
                     Ok(m) => m,
-                    Err(r) => return r,
+                    Err(r) => return *r,
                 };
                 let routes = self
                     .rib
@@ -782,7 +782,7 @@ impl Core {
             Request::ShowMacs { vni: filter, mac } => {
                 let mac = match parse_mac(mac.as_deref()) {
                     Ok(m) => m,
-                    Err(r) => return r,
+                    Err(r) => return *r,
                 };
                 let snap = self.dp.snapshot().await.unwrap_or_default();
                 let mut macs = Vec::new();
@@ -898,14 +898,16 @@ impl Core {
     }
 }
 
-fn parse_mac(s: Option<&str>) -> Result<Option<MacAddress>, Response> {
+/// A MAC filter from a control request (clients other than evpnctl may
+/// send any spelling; an invalid one is a bad request, not a crash).
+fn parse_mac(s: Option<&str>) -> Result<Option<MacAddress>, Box<Response>> {
     match s {
         None => Ok(None),
         Some(s) => s.parse().map(Some).map_err(|_| {
-            Response::error(
+            Box::new(Response::error(
                 control::ErrorCode::BadRequest,
                 format!("invalid MAC address {s:?}"),
-            )
+            ))
         }),
     }
 }
