@@ -154,3 +154,17 @@ impl PathAttributes {
         *self == PathAttributes::default()
     }
 }
+
+impl PathAttributes {
+    /// The attributes to pass on to other peers (RFC 4271 §5): unrecognised
+    /// optional transitive attributes get the Partial bit, unrecognised
+    /// non-transitive ones are dropped. Everything typed is kept as is.
+    pub fn for_propagation(&self) -> PathAttributes {
+        let mut out = self.clone();
+        out.unknown.retain(|a| a.flags & flags::TRANSITIVE != 0);
+        for a in &mut out.unknown {
+            a.flags |= flags::PARTIAL;
+        }
+        out
+    }
+}

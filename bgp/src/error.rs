@@ -18,7 +18,8 @@ pub mod notif {
     pub const BAD_MESSAGE_LENGTH: u8 = 2;
     pub const BAD_MESSAGE_TYPE: u8 = 3;
 
-    // OPEN subcodes (§6.2, RFC 5492).
+    // OPEN subcodes (§6.2, RFC 5492). 0 = unspecific (malformed parameter).
+    pub const OPEN_UNSPECIFIC: u8 = 0;
     pub const UNSUPPORTED_VERSION: u8 = 1;
     pub const BAD_PEER_AS: u8 = 2;
     pub const BAD_BGP_ID: u8 = 3;
@@ -37,6 +38,9 @@ pub mod notif {
     pub const OPTIONAL_ATTRIBUTE_ERROR: u8 = 9;
     pub const INVALID_NETWORK_FIELD: u8 = 10;
     pub const MALFORMED_AS_PATH: u8 = 11;
+
+    // ROUTE-REFRESH subcodes (RFC 7313 §5).
+    pub const RR_INVALID_MESSAGE_LENGTH: u8 = 1;
 
     // FSM error subcodes (RFC 6608).
     pub const FSM_UNEXPECTED_IN_OPENSENT: u8 = 1;
@@ -98,6 +102,8 @@ pub enum AttrErrorKind {
     MissingWellKnown(u8),
     #[error("malformed value")]
     Malformed,
+    #[error("unrecognized well-known attribute")]
+    UnrecognizedWellKnown,
 }
 
 /// NLRI that cannot be parsed (RFC 7606 §5.3).
@@ -164,4 +170,12 @@ impl DecodeError {
             DecodeError::ShortNotification => (MESSAGE_HEADER, BAD_MESSAGE_LENGTH, vec![]),
         }
     }
+}
+
+/// A message that cannot be written.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum EncodeError {
+    /// Longer than the session allows (RFC 4271 §4.1, RFC 8654).
+    #[error("message of {len} bytes exceeds the maximum of {max}")]
+    TooLong { len: usize, max: usize },
 }
