@@ -614,9 +614,13 @@ impl<N: Nlri> Fsm<N> {
         self.set_state(State::Idle, out);
         if was == State::Established {
             let graceful_restart = if reason.graceful_restart_applies() {
+                // Only AFI/SAFIs in the peer's GR capability keep their
+                // routes; with none listed (a helper-only peer, e.g. FRR's
+                // default) there is nothing to keep.
                 self.negotiated
                     .as_ref()
                     .and_then(|n| n.peer_graceful_restart.clone())
+                    .filter(|gr| !gr.afi_safis.is_empty())
             } else {
                 None
             };

@@ -901,3 +901,26 @@ fn down_reason_gr_applicability() {
     }
     .graceful_restart_applies());
 }
+
+#[test]
+fn helper_only_peer_gr_keeps_nothing() {
+    let mut f = open_sent(cfg());
+    let mut o = peer_open();
+    for c in &mut o.capabilities {
+        if let Capability::GracefulRestart(g) = c {
+            g.afi_safis.clear();
+            g.restarting = true;
+        }
+    }
+    f.handle(Event::OpenReceived(o));
+    f.handle(Event::KeepaliveReceived);
+    let gr = f
+        .negotiated()
+        .unwrap()
+        .peer_graceful_restart
+        .clone()
+        .unwrap();
+    assert!(gr.restarting && gr.afi_safis.is_empty());
+    let a = f.handle(Event::TcpConnectionFails);
+    assert_eq!(down_of(&a), Some((DownReason::ConnectionLost, None)));
+}
