@@ -106,6 +106,8 @@ impl PeerConfig {
 
 /// What the daemon hears from the speaker. Per peer, events come in the
 /// order they happened (UPDATEs in wire order).
+// UPDATE is the common (and large) event; boxing it costs an allocation each.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum SpeakerEvent<N: Nlri> {
     Established {
