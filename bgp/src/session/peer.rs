@@ -409,10 +409,25 @@ impl<N: Nlri + Send + Sync + 'static> PeerTask<N> {
             Some(s) => s.expired(now),
             None => return,
         };
+        let paused = self.outbox.len() >= OUTBOX_HIGH_WATER;
+        let addr = self.addr;
         for k in kinds {
             // An earlier timer's actions may have ended this slot.
-            if self.slot(which).is_none() {
-                return;
+            let Some(slot) = self.slot(which) else { return };
+            if k == TimerKind::Hold && paused {
+                // We stopped reading because the daemon is slow; the
+                // peer's KEEPALIVEs may be waiting in the socket. Not its
+                // fault: look again later (FRR does the same with its input
+                // queue).
+                let hold = slot
+                    .fsm
+                    .negotiated()
+                    .map_or(crate::fsm::OPEN_SENT_HOLD, |n| {
+                        Duration::from_secs(n.hold_time.into())
+                    });
+                debug!(peer = %addr, "hold timer expired while reading is paused; re-armed");
+                slot.timers[k.index()] = Some(now + hold);
+                continue;
             }
             self.handle(which, Event::TimerExpired(k));
         }
@@ -480,10 +495,13 @@ impl<N: Nlri + Send + Sync + 'static> PeerTask<N> {
             return;
         }
         let n = batch.len() as u64;
+        // One write buffer for the whole batch: the room checked before
+        // taking it is one slot of the writer queue.
         for u in batch {
             let actions = self.main.fsm.handle(Event::SendUpdate(u));
-            self.run_actions(Which::Main, actions);
+            self.perform(Which::Main, actions);
         }
+        self.flush_or_fail(Which::Main);
         lock(&self.status).status.updates_out += n;
     }
 
@@ -505,6 +523,22 @@ impl<N: Nlri + Send + Sync + 'static> PeerTask<N> {
     }
 
     fn run_actions(&mut self, which: Which, actions: Vec<Action<N>>) {
+        self.perform(which, actions);
+        self.flush_or_fail(which);
+    }
+
+    /// Hand what was encoded to the writer; a dead writer means a dead
+    /// connection.
+    fn flush_or_fail(&mut self, which: Which) {
+        if let Some(slot) = self.slot(which) {
+            if Self::flush(slot) {
+                self.handle(which, Event::TcpConnectionFails);
+            }
+        }
+    }
+
+    /// Perform actions; messages are only encoded into the slot's buffer.
+    fn perform(&mut self, which: Which, actions: Vec<Action<N>>) {
         let addr = self.addr;
         for action in actions {
             // Field-level borrows so that status and outbox stay usable.
@@ -622,12 +656,6 @@ impl<N: Nlri + Send + Sync + 'static> PeerTask<N> {
                         });
                     }
                 }
-            }
-        }
-        if let Some(slot) = self.slot(which) {
-            if Self::flush(slot) {
-                // The writer is gone: the connection is dead.
-                self.handle(which, Event::TcpConnectionFails);
             }
         }
     }
