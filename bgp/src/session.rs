@@ -239,6 +239,16 @@ struct Shared<N: Nlri> {
     shut_down: std::sync::atomic::AtomicBool,
 }
 
+impl<N: Nlri> Drop for Shared<N> {
+    /// Last handle gone: stop listening. Peer tasks notice their closed
+    /// command channels and stop with Cease / Administrative Shutdown.
+    fn drop(&mut self) {
+        if let Some(t) = lock(&self.accept_task).take() {
+            t.abort();
+        }
+    }
+}
+
 /// A BGP speaker: cheap to clone; every clone drives the same sessions.
 pub struct Speaker<N: Nlri> {
     shared: Arc<Shared<N>>,

@@ -683,3 +683,27 @@ async fn slow_consumer_slows_reading_but_loses_nothing() {
     sa.shutdown().await;
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn dropping_the_speaker_stops_everything() {
+    let (s, _r, l) = passive_speaker("127.0.12.1", "127.0.12.2").await;
+    let mut c = connect_from("127.0.12.2", l).await;
+    c.write_all(&open_bytes(65000, 30, Ipv4Addr::new(10, 0, 0, 2)))
+        .await
+        .unwrap();
+    c.write_all(&keepalive()).await.unwrap();
+    assert_eq!(read_msg(&mut c).await.unwrap().0, 1);
+    drop(s);
+    assert_eq!(expect_notification_then_eof(&mut c).await, (6, 2, vec![]));
+    // The listener is gone too.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let sock = TcpSocket::new_v4().unwrap();
+        sock.bind(SocketAddr::new(ip("127.0.12.2"), 0)).unwrap();
+        if sock.connect(l).await.is_err() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "listener still accepting");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
