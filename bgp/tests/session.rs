@@ -21,7 +21,15 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
+fn init_log() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .try_init();
+}
+
 async fn speaker(addr: &str, id: Ipv4Addr) -> (Speaker<RawNlri>, mpsc::Receiver<Ev>) {
+    init_log();
     let (tx, rx) = mpsc::channel(64);
     let cfg = SpeakerConfig {
         local_asn: ASN,

@@ -130,6 +130,24 @@ fn idle_passive_start_goes_active_without_connect() {
 }
 
 #[test]
+fn idle_with_restart_pending_accepts_the_peers_connection() {
+    let mut f = established(cfg());
+    let a = f.handle(Event::TcpConnectionFails);
+    assert!(idle_hold(&a).is_some());
+    let a = f.handle(Event::TcpConnectionConfirmed);
+    assert_eq!(f.state(), State::OpenSent);
+    assert!(has(&a, &Action::StopTimer(TimerKind::IdleHold)));
+    assert!(a
+        .iter()
+        .any(|x| matches!(x, Action::SendMessage(Message::Open(_)))));
+    // After a manual stop it is refused.
+    f.handle(Event::ManualStop(StopReason::AdminShutdown));
+    let a = f.handle(Event::TcpConnectionConfirmed);
+    assert_eq!(a, vec![Action::CloseConnection]);
+    assert_eq!(f.state(), State::Idle);
+}
+
+#[test]
 fn idle_refuses_connections_and_ignores_messages() {
     let mut f = F::new(cfg());
     let a = f.handle(Event::TcpConnectionConfirmed);
