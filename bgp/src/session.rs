@@ -545,6 +545,3 @@ async fn accept_loop<N: Nlri + Send + Sync + 'static>(
         }
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -715,3 +715,42 @@ async fn dropping_the_speaker_stops_everything() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn unreachable_peer_is_retried_with_backoff() {
+    // A port nobody listens on: connection refused, retried 1 s, 2 s, ...
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.13.2:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (s, mut r) = speaker("127.0.13.1", Ipv4Addr::new(10, 0, 0, 1)).await;
+    s.add_peer(peer_cfg("127.0.13.2", port, "127.0.13.1"))
+        .await
+        .unwrap();
+    let t0 = Instant::now();
+    let mut connects = 0;
+    while connects < 3 {
+        let ev = wait_for(&mut r, "Connect", |e| {
+            matches!(
+                e,
+                SpeakerEvent::StateChanged {
+                    state: State::Connect,
+                    ..
+                }
+            )
+        })
+        .await;
+        assert!(matches!(ev, SpeakerEvent::StateChanged { .. }));
+        connects += 1;
+    }
+    // Attempts at 0, ~1 s, ~1 s + 2 s (jitter 0.75..1): at least 2.25 s.
+    let took = t0.elapsed();
+    assert!(took >= Duration::from_millis(2200), "no backoff: {took:?}");
+    let st = s.peer(ip("127.0.13.2")).await.unwrap();
+    assert_eq!(
+        st.last_error,
+        Some(PeerError::Connect(std::io::ErrorKind::ConnectionRefused))
+    );
+    assert_eq!(st.established_count, 0);
+    s.shutdown().await;
+}
