@@ -88,13 +88,15 @@ bridge -n "$NSA" link set dev vxlan100 learning off neigh_suppress on
 
 # --- FRR -------------------------------------------------------------------
 write_conf() {
-    local ns=$1 rid=$2 peer=$3 vtep=$4
+    local ns=$1 rid=$2 peer=$3 vtep=$4 host=$5
     cat >"$WORK/$ns-zebra.conf" <<EOF
 hostname $ns
 log file $WORK/$ns-zebra.log
 EOF
+    # A fixed hostname: FRR sends it in the FQDN capability, so the OPENs
+    # are reproducible.
     cat >"$WORK/$ns-bgpd.conf" <<EOF
-hostname $ns
+hostname $host
 log file $WORK/$ns-bgpd.log
 router bgp 65000
  bgp router-id $rid
@@ -122,8 +124,8 @@ start_frr() {
     wait_for "$ns bgpd vty" 10 test -S "/var/run/frr/$ns/bgpd.vty"
 }
 
-write_conf "$NSA" "$IPA" "$IPB" yes
-write_conf "$NSB" "$IPB" "$IPA" no
+write_conf "$NSA" "$IPA" "$IPB" yes vtep-a
+write_conf "$NSB" "$IPB" "$IPA" no peer-b
 
 ip netns exec "$NSA" tcpdump -i eth0 -s 0 -U -w "$WORK/bgp.pcap" 'tcp port 179' \
     >"$WORK/tcpdump.log" 2>&1 &

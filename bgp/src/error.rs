@@ -104,6 +104,8 @@ pub enum AttrErrorKind {
     Malformed,
     #[error("unrecognized well-known attribute")]
     UnrecognizedWellKnown,
+    #[error("AS number 0 (RFC 7607)")]
+    ZeroAsn,
 }
 
 /// NLRI that cannot be parsed (RFC 7606 §5.3).

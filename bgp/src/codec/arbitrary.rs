@@ -45,7 +45,7 @@ pub fn capability() -> impl Strategy<Value = Capability> {
         afi_safi().prop_map(Capability::Multiprotocol),
         Just(Capability::RouteRefresh),
         Just(Capability::ExtendedMessage),
-        any::<u32>().prop_map(|a| Capability::FourOctetAs(Asn(a))),
+        (1..=u32::MAX).prop_map(|a| Capability::FourOctetAs(Asn(a))),
         (
             any::<bool>(),
             any::<bool>(),
@@ -70,7 +70,7 @@ pub fn capability() -> impl Strategy<Value = Capability> {
 
 pub fn open() -> impl Strategy<Value = Open> {
     (
-        any::<u16>(),
+        1..=u16::MAX,
         any::<u16>().prop_filter("unacceptable hold time", |h| *h != 1 && *h != 2),
         any::<u32>().prop_filter("zero BGP id", |i| *i != 0),
         // Up to 80 capabilities: more than 255 bytes needs RFC 9072.
@@ -107,8 +107,9 @@ pub fn ipv4_net() -> impl Strategy<Value = Ipv4Net> {
 }
 
 fn asns(small: bool) -> impl Strategy<Value = Vec<Asn>> {
+    // AS 0 is malformed (RFC 7607).
     let max = if small { 0xffff } else { u32::MAX };
-    vec((0..=max).prop_map(Asn), 1..6)
+    vec((1..=max).prop_map(Asn), 1..6)
 }
 
 /// An AS_PATH. For a 2-octet session (`wide` false) confederation segments
@@ -181,7 +182,7 @@ pub fn path_attributes(wide: bool) -> impl Strategy<Value = PathAttributes> {
         Just(Origin::Incomplete)
     ];
     let ip = any::<u32>().prop_map(Ipv4Addr::from);
-    let aggregator = (any::<u32>(), any::<u32>()).prop_map(|(a, ip)| Aggregator {
+    let aggregator = (1..=u32::MAX, any::<u32>()).prop_map(|(a, ip)| Aggregator {
         asn: Asn(a),
         address: Ipv4Addr::from(ip),
     });

@@ -361,17 +361,18 @@ fn decode_pmsi(v: &[u8]) -> Result<PmsiTunnel, Fail> {
 }
 
 /// AS_PATH / AS4_PATH segments with `width`-octet ASNs (RFC 4271 §4.3,
-/// RFC 6793). `None` if malformed (RFC 7606 §7.2: unknown segment type,
-/// zero-length segment, overrun or underrun).
-fn decode_as_path(mut v: &[u8], width: usize) -> Option<AsPath> {
+/// RFC 6793). Malformed per RFC 7606 §7.2 (unknown segment type,
+/// zero-length segment, overrun or underrun) or holding AS 0 (RFC 7607).
+fn decode_as_path(mut v: &[u8], width: usize) -> Result<AsPath, AttrErrorKind> {
+    use AttrErrorKind::MalformedAsPath as Bad;
     let mut segments = Vec::new();
     while !v.is_empty() {
-        let (&seg_type, rest) = v.split_first()?;
-        let (&count, rest) = rest.split_first()?;
+        let (&seg_type, rest) = v.split_first().ok_or(Bad)?;
+        let (&count, rest) = rest.split_first().ok_or(Bad)?;
         if count == 0 {
-            return None;
+            return Err(Bad);
         }
-        let bytes = rest.get(..count as usize * width)?;
+        let bytes = rest.get(..count as usize * width).ok_or(Bad)?;
         let asns: Vec<Asn> = bytes
             .chunks_exact(width)
             .map(|c| {
@@ -382,29 +383,37 @@ fn decode_as_path(mut v: &[u8], width: usize) -> Option<AsPath> {
                 })
             })
             .collect();
+        if asns.contains(&Asn(0)) {
+            return Err(AttrErrorKind::ZeroAsn);
+        }
         segments.push(match seg_type {
             SEG_SET => AsSegment::Set(asns),
             SEG_SEQUENCE => AsSegment::Sequence(asns),
             SEG_CONFED_SEQUENCE => AsSegment::ConfedSequence(asns),
             SEG_CONFED_SET => AsSegment::ConfedSet(asns),
-            _ => return None,
+            _ => return Err(Bad),
         });
         v = &rest[count as usize * width..];
     }
-    Some(AsPath { segments })
+    Ok(AsPath { segments })
 }
 
-fn decode_aggregator(v: &[u8], width: usize) -> Option<Aggregator> {
+/// AGGREGATOR / AS4_AGGREGATOR: exact length (RFC 7606 §7.7), not AS 0
+/// (RFC 7607).
+fn decode_aggregator(v: &[u8], width: usize) -> Result<Aggregator, AttrErrorKind> {
     if v.len() != width + 4 {
-        return None;
+        return Err(AttrErrorKind::BadLength(v.len()));
     }
     let asn = if width == 4 {
         u32::from_be_bytes([v[0], v[1], v[2], v[3]])
     } else {
         u16::from_be_bytes([v[0], v[1]]) as u32
     };
+    if asn == 0 {
+        return Err(AttrErrorKind::ZeroAsn);
+    }
     let a = &v[width..];
-    Some(Aggregator {
+    Ok(Aggregator {
         asn: Asn(asn),
         address: Ipv4Addr::new(a[0], a[1], a[2], a[3]),
     })
@@ -430,45 +439,37 @@ fn finish_as_attrs<N: Nlri>(
     let mut path = None;
     if let Some(t) = &as_path {
         match decode_as_path(t.value, width) {
-            Some(p) => path = Some(p),
-            None => report(&mut out.errors, t, taw(AttrErrorKind::MalformedAsPath)),
+            Ok(p) => path = Some(p),
+            Err(kind) => report(&mut out.errors, t, taw(kind)),
         }
     }
     // RFC 7606 §7.7: a bad AGGREGATOR length is attribute discard.
     let mut aggr = None;
     if let Some(t) = &aggregator {
         match decode_aggregator(t.value, width) {
-            Some(a) => aggr = Some(a),
-            None => report(
-                &mut out.errors,
-                t,
-                discard(AttrErrorKind::BadLength(t.value.len())),
-            ),
+            Ok(a) => aggr = Some(a),
+            Err(kind) => report(&mut out.errors, t, discard(kind)),
         }
     }
     // RFC 6793 §6: malformed AS4_PATH / AS4_AGGREGATOR are discarded.
     let mut path4 = None;
     if let Some(t) = &as4_path {
         match decode_as_path(t.value, 4) {
-            Some(mut p) => {
+            Ok(mut p) => {
                 // §6: confederation segments have no place in AS4_PATH.
                 p.segments.retain(|s| {
                     !matches!(s, AsSegment::ConfedSequence(_) | AsSegment::ConfedSet(_))
                 });
                 path4 = Some(p)
             }
-            None => report(&mut out.errors, t, discard(AttrErrorKind::MalformedAsPath)),
+            Err(kind) => report(&mut out.errors, t, discard(kind)),
         }
     }
     let mut aggr4 = None;
     if let Some(t) = &as4_aggregator {
         match decode_aggregator(t.value, 4) {
-            Some(a) => aggr4 = Some(a),
-            None => report(
-                &mut out.errors,
-                t,
-                discard(AttrErrorKind::BadLength(t.value.len())),
-            ),
+            Ok(a) => aggr4 = Some(a),
+            Err(kind) => report(&mut out.errors, t, discard(kind)),
         }
     }
 
@@ -535,8 +536,9 @@ fn merge_as4_path(path: &AsPath, path4: AsPath) -> AsPath {
     AsPath { segments: merged }
 }
 
-fn mp_err(msg: &[u8], t: &Tlv) -> DecodeError {
-    let _ = msg;
+/// MP attribute that cannot be parsed: the NOTIFICATION data is the whole
+/// attribute (RFC 4271 §6.3 Optional Attribute Error).
+fn mp_err(t: &Tlv) -> DecodeError {
     DecodeError::Update {
         offset: t.offset,
         subcode: OPTIONAL_ATTRIBUTE_ERROR,
@@ -582,9 +584,9 @@ fn decode_mp_reach<N: Nlri>(msg: &[u8], t: &Tlv) -> Result<MpReach<N>, DecodeErr
         let (i, reserved) = u8_(i)?;
         Ok((i, (afi, safi, nh, reserved)))
     };
-    let (nlri, (afi, safi, nh, _reserved)) = head(t.value).map_err(|_| mp_err(msg, t))?;
+    let (nlri, (afi, safi, nh, _reserved)) = head(t.value).map_err(|_| mp_err(t))?;
     let afi_safi = AfiSafi::new(afi, safi);
-    let next_hop = decode_next_hop(afi_safi, nh).ok_or_else(|| mp_err(msg, t))?;
+    let next_hop = decode_next_hop(afi_safi, nh).ok_or_else(|| mp_err(t))?;
     let nlri_offset = offset(msg, nlri);
     let nlri = N::decode_all(afi_safi, nlri).map_err(|source| DecodeError::Nlri {
         offset: nlri_offset,
@@ -604,7 +606,7 @@ fn decode_mp_unreach<N: Nlri>(msg: &[u8], t: &Tlv) -> Result<MpUnreach<N>, Decod
         let (i, safi) = u8_(i)?;
         Ok((i, (afi, safi)))
     };
-    let (nlri, (afi, safi)) = head(t.value).map_err(|_| mp_err(msg, t))?;
+    let (nlri, (afi, safi)) = head(t.value).map_err(|_| mp_err(t))?;
     let afi_safi = AfiSafi::new(afi, safi);
     let nlri_offset = offset(msg, nlri);
     let withdrawn = N::decode_all(afi_safi, nlri).map_err(|source| DecodeError::Nlri {

@@ -101,7 +101,7 @@ fn open_capabilities() {
     assert_eq!(caps[4], Capability::FourOctetAs(Asn(65000)));
     assert_eq!(caps[5], Capability::ExtendedMessage);
     assert_eq!(caps[6], unknown(69, &[0x00, 0x19, 0x46, 0x01])); // ADD-PATH rx
-    assert!(matches!(&caps[7], Capability::Unknown { code: 73, .. })); // FQDN
+    assert_eq!(caps[7], unknown(73, b"\x06vtep-a\x00")); // FQDN: host, no domain
     assert_eq!(
         caps[8],
         Capability::GracefulRestart(GracefulRestartCap {

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use super::read::{offset, take, u16_, u32_, u8_, PResult};
 use crate::error::notif::{
-    BAD_BGP_ID, OPEN_UNSPECIFIC, UNACCEPTABLE_HOLD_TIME, UNSUPPORTED_VERSION,
+    BAD_BGP_ID, BAD_PEER_AS, OPEN_UNSPECIFIC, UNACCEPTABLE_HOLD_TIME, UNSUPPORTED_VERSION,
 };
 use crate::error::DecodeError;
 use crate::message::{Capability, GracefulRestartCap, Open};
@@ -57,6 +57,11 @@ pub(crate) fn decode_open(msg: &[u8]) -> Result<Open, DecodeError> {
             UNSUPPORTED_VERSION,
             4u16.to_be_bytes().to_vec(),
         ));
+    }
+    // RFC 7607 §2: AS 0 is a Bad Peer AS (also in the 4-octet AS
+    // capability, checked below).
+    if my_as == 0 {
+        return Err(open_err(20, BAD_PEER_AS, Vec::new()));
     }
     if hold_time == 1 || hold_time == 2 {
         return Err(open_err(22, UNACCEPTABLE_HOLD_TIME, Vec::new()));
@@ -115,6 +120,9 @@ pub(crate) fn decode_open(msg: &[u8]) -> Result<Open, DecodeError> {
                 .push((ptype, Bytes::copy_from_slice(value)));
         }
         i = r;
+    }
+    if open.asn() == Asn(0) {
+        return Err(open_err(20, BAD_PEER_AS, Vec::new()));
     }
     Ok(open)
 }

@@ -691,3 +691,59 @@ fn too_long_is_not_written() {
     };
     assert!(try_encode(&Message::Update(u), &ext, &mut b).is_ok());
 }
+
+#[test]
+fn as_zero_rfc7607() {
+    // OPEN: My AS 0, or 4-octet AS capability 0 -> Bad Peer AS.
+    let mut body = open_body(4, 90, [1, 1, 1, 1], &[]);
+    body[1] = 0;
+    body[2] = 0;
+    let e = dec(&msg(1, &body), &NEW).unwrap_err();
+    assert_eq!(e.notification(), (OPEN_MESSAGE, BAD_PEER_AS, vec![]));
+    let body = open_body(4, 90, [1, 1, 1, 1], &[2, 6, 65, 4, 0, 0, 0, 0]);
+    let e = dec(&msg(1, &body), &NEW).unwrap_err();
+    assert_eq!(e.notification(), (OPEN_MESSAGE, BAD_PEER_AS, vec![]));
+    // AS_PATH with AS 0: treat-as-withdraw; AGGREGATOR AS 0: discard.
+    let a = [origin(), attr(WK, 2, &[2, 1, 0, 0, 0, 0]), next_hop()].concat();
+    let u = upd(&msg(2, &update_body(&[], &a, &[8, 10])), &NEW);
+    assert_eq!(
+        only_error(&u),
+        (2, ErrorAction::TreatAsWithdraw, AttrErrorKind::ZeroAsn)
+    );
+    let u = upd(&ipv4_update(&attr(OT, 7, &[0, 0, 0, 0, 1, 1, 1, 1])), &NEW);
+    assert_eq!(
+        only_error(&u),
+        (7, ErrorAction::AttributeDiscard, AttrErrorKind::ZeroAsn)
+    );
+    // AS4_PATH with AS 0 on a 2-octet session: discard.
+    let u = upd(&ipv4_update(&attr(OT, 17, &[2, 1, 0, 0, 0, 0])), &OLD);
+    assert_eq!(
+        only_error(&u),
+        (17, ErrorAction::AttributeDiscard, AttrErrorKind::ZeroAsn)
+    );
+}
+
+#[test]
+fn graceful_restart_capability_bytes() {
+    // R=0 N=1, restart time 300, EVPN with F bit, IPv4 unicast without.
+    let gr = [64u8, 10, 0x41, 0x2c, 0, 25, 70, 0x80, 0, 1, 1, 0];
+    let mut params = vec![2, gr.len() as u8];
+    params.extend_from_slice(&gr);
+    let m = msg(1, &open_body(4, 90, [1, 1, 1, 1], &params));
+    let Ok(Message::Open(o)) = dec(&m, &NEW) else {
+        panic!()
+    };
+    assert_eq!(
+        o.capabilities,
+        vec![Capability::GracefulRestart(
+            crate::message::GracefulRestartCap {
+                restarting: false,
+                notification: true,
+                restart_time: 300,
+                afi_safis: vec![(AfiSafi::L2VPN_EVPN, true), (AfiSafi::IPV4_UNICAST, false)],
+            }
+        )]
+    );
+    assert_eq!(enc(&Message::Open(o.clone()), &NEW), m);
+    assert_eq!(encoded_len(&Message::<RawNlri>::Open(o), &NEW), m.len());
+}
