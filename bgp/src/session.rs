@@ -8,6 +8,32 @@
 //! and [`Speaker::send`] waits while the socket's write queue is full.
 //! Nothing is dropped, except UPDATEs handed to a session that is not
 //! Established (they would describe a state the peer will get anew).
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use evpnd_bgp::session::*;
+//! use evpnd_bgp::{Asn, RawNlri, Update, AfiSafi};
+//! let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+//! let speaker = Speaker::<RawNlri>::start(
+//!     SpeakerConfig {
+//!         local_asn: Asn(65000),
+//!         router_id: "192.0.2.1".parse().unwrap(),
+//!         listen_addr: Some("0.0.0.0:179".parse().unwrap()),
+//!     },
+//!     tx,
+//! )
+//! .await?;
+//! let rr = "192.0.2.254".parse().unwrap();
+//! speaker.add_peer(PeerConfig::new(rr, Asn(65000))).await.ok();
+//! while let Some(ev) = rx.recv().await {
+//!     if let SpeakerEvent::Established { peer, .. } = ev {
+//!         // Send the table, then End-of-RIB.
+//!         let eor = Update::end_of_rib(AfiSafi::L2VPN_EVPN);
+//!         speaker.send(peer, vec![eor]).await.ok();
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
 
 mod md5;
 mod peer;
