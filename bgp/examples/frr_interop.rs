@@ -107,10 +107,7 @@ async fn main() -> std::io::Result<()> {
                 let _ = s
                     .send(
                         peer,
-                        vec![
-                            imet(id, 100, local),
-                            Update::end_of_rib(AfiSafi::L2VPN_EVPN),
-                        ],
+                        vec![imet(id, 100, id), Update::end_of_rib(AfiSafi::L2VPN_EVPN)],
                     )
                     .await;
             });

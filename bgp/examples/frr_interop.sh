@@ -59,6 +59,17 @@ if [ $ok = 1 ]; then
     done
     vtysh -N "$NS" -c 'show bgp summary json'
     vtysh -N "$NS" -c 'show bgp l2vpn evpn route'
+    # Hard reset from the FRR side: Cease/Admin Reset, both reconnect.
+    vtysh -N "$NS" -c 'clear bgp 127.0.0.2' >/dev/null 2>&1
+    sleep 1
+    ok=0
+    for _ in $(seq 1 30); do
+        st=$(vtysh -N "$NS" -c 'show bgp neighbor 127.0.0.2 json' 2>/dev/null \
+            | python3 -c 'import sys,json; d=json.load(sys.stdin)["127.0.0.2"]; print(d["bgpState"], d.get("connectionsEstablished"))' 2>/dev/null || true)
+        if [ "$st" = "Established 2" ]; then ok=1; break; fi
+        sleep 0.5
+    done
+    echo "after clear: ${st:-none}"
     vtysh -N "$NS" -c 'show bgp neighbor 127.0.0.2 json' | python3 -c 'import sys,json; d=json.load(sys.stdin)["127.0.0.2"]; print({k: d.get(k) for k in ["bgpState","bgpTimerHoldTimeMsecs","bgpTimerKeepAliveIntervalMsecs","neighborCapabilities","gracefulRestartInfo"]})'
 fi
 wait $SPK && spk=0 || spk=$?

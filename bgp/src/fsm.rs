@@ -13,11 +13,13 @@
 //!   restart is damped by the IdleHold timer (the optional
 //!   DampPeerOscillations attribute, §8.1.1), with an exponential backoff
 //!   that resets once a session stayed Established for `stable_time`.
-//! - Idle refuses connections only when stopped by the operator; while it
-//!   waits out the IdleHold backoff it takes the peer's connection (as
-//!   AutomaticStart_with_PassiveTcpEstablishment would), so two speakers
-//!   whose backoffs run in step still meet. Damping still bounds how often
-//!   we connect.
+//! - While the automatic restart is pending (Idle, IdleHold running), an
+//!   incoming connection is accepted: that is RFC 4271's
+//!   AutomaticStart_with_PassiveTcpEstablishment (event 5) followed by
+//!   event 17. Refusing it (plain §8.2.2 Idle) makes two damped speakers
+//!   keep knocking at each other's door while the other is Idle, forever
+//!   (seen in tests); FRR accepts too. The damping restrains our own
+//!   connects only. After a manual stop, Idle refuses everything.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -618,9 +620,13 @@ impl<N: Nlri> Fsm<N> {
         self.set_state(State::Idle, out);
         if was == State::Established {
             let graceful_restart = if reason.graceful_restart_applies() {
+                // Only AFI/SAFIs in the peer's GR capability keep their
+                // routes; with none listed (a helper-only peer, e.g. FRR's
+                // default) there is nothing to keep.
                 self.negotiated
                     .as_ref()
                     .and_then(|n| n.peer_graceful_restart.clone())
+                    .filter(|gr| !gr.afi_safis.is_empty())
             } else {
                 None
             };
@@ -708,18 +714,12 @@ impl<N: Nlri> Fsm<N> {
             Event::AutomaticStart | Event::TimerExpired(TimerKind::IdleHold) if self.auto_start => {
                 self.start(out)
             }
-            // The peer connected while we wait to restart: take it, as with
-            // AutomaticStart_with_PassiveTcpEstablishment (§8.1.1, event 5)
-            // followed by Tcp_CR_Acked. Refusing it (as bare §8.2.2 Idle
-            // does) can livelock two speakers whose backoffs run in step,
-            // each refusing the other's connection.
+            // Restart pending: passive start on the peer's connection.
             Event::TcpConnectionConfirmed if self.auto_start => {
                 out.push(Action::StopTimer(TimerKind::IdleHold));
-                out.push(Action::SendMessage(Message::Open(self.cfg.open_message())));
-                out.push(Action::StartTimer(TimerKind::Hold, OPEN_SENT_HOLD));
-                self.set_state(State::OpenSent, out);
+                self.open_on_connection(out);
             }
-            // An administratively stopped session refuses connections.
+            // Manually stopped (§8.2.2 Idle): refuse.
             Event::TcpConnectionAcked | Event::TcpConnectionConfirmed => {
                 out.push(Action::CloseConnection)
             }
@@ -727,14 +727,20 @@ impl<N: Nlri> Fsm<N> {
         }
     }
 
+    /// TCP is up: send OPEN, wait for the peer's (§8.2.2 Connect/Active,
+    /// events 16/17).
+    fn open_on_connection(&mut self, out: &mut Vec<Action<N>>) {
+        out.push(Action::StopTimer(TimerKind::ConnectRetry));
+        out.push(Action::SendMessage(Message::Open(self.cfg.open_message())));
+        out.push(Action::StartTimer(TimerKind::Hold, OPEN_SENT_HOLD));
+        self.set_state(State::OpenSent, out);
+    }
+
     /// Connect and Active differ only in whether a connect is in flight.
     fn connect_or_active(&mut self, event: Event<N>, out: &mut Vec<Action<N>>) {
         match event {
             Event::TcpConnectionAcked | Event::TcpConnectionConfirmed => {
-                out.push(Action::StopTimer(TimerKind::ConnectRetry));
-                out.push(Action::SendMessage(Message::Open(self.cfg.open_message())));
-                out.push(Action::StartTimer(TimerKind::Hold, OPEN_SENT_HOLD));
-                self.set_state(State::OpenSent, out);
+                self.open_on_connection(out)
             }
             Event::TimerExpired(TimerKind::ConnectRetry) => {
                 out.push(Action::StartTimer(

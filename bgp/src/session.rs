@@ -8,6 +8,32 @@
 //! and [`Speaker::send`] waits while the socket's write queue is full.
 //! Nothing is dropped, except UPDATEs handed to a session that is not
 //! Established (they would describe a state the peer will get anew).
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use evpnd_bgp::session::*;
+//! use evpnd_bgp::{Asn, RawNlri, Update, AfiSafi};
+//! let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+//! let speaker = Speaker::<RawNlri>::start(
+//!     SpeakerConfig {
+//!         local_asn: Asn(65000),
+//!         router_id: "192.0.2.1".parse().unwrap(),
+//!         listen_addr: Some("0.0.0.0:179".parse().unwrap()),
+//!     },
+//!     tx,
+//! )
+//! .await?;
+//! let rr = "192.0.2.254".parse().unwrap();
+//! speaker.add_peer(PeerConfig::new(rr, Asn(65000))).await.ok();
+//! while let Some(ev) = rx.recv().await {
+//!     if let SpeakerEvent::Established { peer, .. } = ev {
+//!         // Send the table, then End-of-RIB.
+//!         let eor = Update::end_of_rib(AfiSafi::L2VPN_EVPN);
+//!         speaker.send(peer, vec![eor]).await.ok();
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
 
 mod md5;
 mod peer;
@@ -106,6 +132,8 @@ impl PeerConfig {
 
 /// What the daemon hears from the speaker. Per peer, events come in the
 /// order they happened (UPDATEs in wire order).
+// UPDATE is the common (and large) event; boxing it costs an allocation each.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum SpeakerEvent<N: Nlri> {
     Established {
@@ -235,6 +263,16 @@ struct Shared<N: Nlri> {
     listen_addr: Option<SocketAddr>,
     accept_task: Mutex<Option<JoinHandle<()>>>,
     shut_down: std::sync::atomic::AtomicBool,
+}
+
+impl<N: Nlri> Drop for Shared<N> {
+    /// Last handle gone: stop listening. Peer tasks notice their closed
+    /// command channels and stop with Cease / Administrative Shutdown.
+    fn drop(&mut self) {
+        if let Some(t) = lock(&self.accept_task).take() {
+            t.abort();
+        }
+    }
 }
 
 /// A BGP speaker: cheap to clone; every clone drives the same sessions.
@@ -533,6 +571,3 @@ async fn accept_loop<N: Nlri + Send + Sync + 'static>(
         }
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -21,7 +21,15 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
+fn init_log() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .try_init();
+}
+
 async fn speaker(addr: &str, id: Ipv4Addr) -> (Speaker<RawNlri>, mpsc::Receiver<Ev>) {
+    init_log();
     let (tx, rx) = mpsc::channel(64);
     let cfg = SpeakerConfig {
         local_asn: ASN,
@@ -255,22 +263,19 @@ fn msg(ty: u8, body: &[u8]) -> Vec<u8> {
 }
 
 fn open_bytes(asn: u16, hold: u16, id: Ipv4Addr) -> Vec<u8> {
-    let caps: Vec<u8> = vec![
-        1,
-        4,
-        0,
-        25,
-        0,
-        70, // MP L2VPN EVPN
-        2,
-        0, // route refresh
-        65,
-        4,
-        0,
-        0,
-        (asn >> 8) as u8,
-        asn as u8, // 4-octet AS
-    ];
+    open_bytes_gr(asn, hold, id, None)
+}
+
+/// OPEN with, if `gr_restarting` is set, a GR capability (restart time 120,
+/// EVPN with the forwarding bit, R bit as given).
+fn open_bytes_gr(asn: u16, hold: u16, id: Ipv4Addr, gr_restarting: Option<bool>) -> Vec<u8> {
+    let [ah, al] = asn.to_be_bytes();
+    // MP L2VPN EVPN; route refresh; 4-octet AS.
+    let mut caps: Vec<u8> = vec![1, 4, 0, 25, 0, 70, 2, 0, 65, 4, 0, 0, ah, al];
+    if let Some(r) = gr_restarting {
+        let flags = if r { 0x80 } else { 0 };
+        caps.extend_from_slice(&[64, 6, flags, 120, 0, 25, 70, 0x80]);
+    }
     let mut body = vec![4];
     body.extend_from_slice(&asn.to_be_bytes());
     body.extend_from_slice(&hold.to_be_bytes());
@@ -538,4 +543,214 @@ async fn md5_protected_session() {
     );
     sa.shutdown().await;
     sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn gr_peer_reconnecting_while_established_replaces_the_session() {
+    let (s, mut r, l) = passive_speaker("127.0.9.1", "127.0.9.2").await;
+    let id = Ipv4Addr::new(10, 0, 0, 2);
+    let mut c1 = connect_from("127.0.9.2", l).await;
+    c1.write_all(&open_bytes_gr(65000, 30, id, Some(false)))
+        .await
+        .unwrap();
+    c1.write_all(&keepalive()).await.unwrap();
+    wait_for(&mut r, "established", is_established).await;
+    // The peer restarted: new connection, OPEN with the R bit.
+    let mut c2 = connect_from("127.0.9.2", l).await;
+    assert_eq!(read_msg(&mut c2).await.unwrap().0, 1);
+    c2.write_all(&open_bytes_gr(65000, 30, id, Some(true)))
+        .await
+        .unwrap();
+    let down = wait_for(&mut r, "down", |e| matches!(e, SpeakerEvent::Down { .. })).await;
+    match down {
+        SpeakerEvent::Down {
+            reason,
+            graceful_restart,
+            ..
+        } => {
+            assert_eq!(reason, DownReason::PeerRestarted);
+            let gr = graceful_restart.expect("GR info for the RIB");
+            assert_eq!(gr.afi_safis, vec![(AfiSafi::L2VPN_EVPN, true)]);
+            assert_eq!(gr.restart_time, Duration::from_secs(120));
+        }
+        _ => unreachable!(),
+    }
+    // The old connection is closed without a NOTIFICATION.
+    let mut rest = Vec::new();
+    timeout(WAIT, c1.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !rest
+            .windows(19)
+            .any(|w| w[..16] == [0xff; 16] && w[18] == 3),
+        "NOTIFICATION on the old connection"
+    );
+    // The new one carries on.
+    assert_eq!(read_msg(&mut c2).await.unwrap().0, 4);
+    c2.write_all(&keepalive()).await.unwrap();
+    wait_for(&mut r, "re-established", is_established).await;
+    assert_eq!(s.peer(ip("127.0.9.2")).await.unwrap().established_count, 2);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn non_gr_peer_second_connection_while_established_is_closed() {
+    let (s, mut r, l) = passive_speaker("127.0.10.1", "127.0.10.2").await;
+    let id = Ipv4Addr::new(10, 0, 0, 2);
+    let mut c1 = connect_from("127.0.10.2", l).await;
+    c1.write_all(&open_bytes(65000, 30, id)).await.unwrap();
+    c1.write_all(&keepalive()).await.unwrap();
+    wait_for(&mut r, "established", is_established).await;
+    let mut c2 = connect_from("127.0.10.2", l).await;
+    c2.write_all(&open_bytes(65000, 30, id)).await.unwrap();
+    assert_eq!(expect_notification_then_eof(&mut c2).await, (6, 7, vec![]));
+    let st = s.peer(ip("127.0.10.2")).await.unwrap();
+    assert_eq!(st.state, State::Established);
+    assert_eq!(st.established_count, 1);
+    s.shutdown().await;
+    assert_eq!(expect_notification_then_eof(&mut c1).await, (6, 2, vec![]));
+}
+
+fn numbered_update(i: u32) -> Update<RawNlri> {
+    let mut u = evpn_update();
+    if let Some(r) = &mut u.mp_reach {
+        // Type 3 with the number in the ethernet tag.
+        let mut n = vec![3u8, 17, 0, 1, 192, 0, 2, 1, 0, 1];
+        n.extend_from_slice(&i.to_be_bytes());
+        n.extend_from_slice(&[32, 192, 0, 2, 1]);
+        r.nlri = vec![RawNlri(Bytes::from(n))];
+    }
+    u
+}
+
+#[tokio::test]
+async fn slow_consumer_slows_reading_but_loses_nothing() {
+    const N: u32 = 3000;
+    let (sa, mut ra) = speaker("127.0.11.1", Ipv4Addr::new(10, 0, 0, 1)).await;
+    // B's daemon takes one event at a time, and not for a while.
+    let (tx, mut rb) = mpsc::channel(1);
+    let sb = Speaker::<RawNlri>::start(
+        SpeakerConfig {
+            local_asn: ASN,
+            router_id: Ipv4Addr::new(10, 0, 0, 2),
+            listen_addr: Some(SocketAddr::new(ip("127.0.11.2"), 0)),
+        },
+        tx,
+    )
+    .await
+    .unwrap();
+    let pa = sa.listen_addr().unwrap().port();
+    let pb = sb.listen_addr().unwrap().port();
+    sa.add_peer(peer_cfg("127.0.11.2", pb, "127.0.11.1"))
+        .await
+        .unwrap();
+    sb.add_peer(peer_cfg("127.0.11.1", pa, "127.0.11.2"))
+        .await
+        .unwrap();
+    wait_for(&mut ra, "A established", is_established).await;
+    wait_for(&mut rb, "B established", is_established).await;
+    let b = ip("127.0.11.2");
+    let sender = sa.clone();
+    let send = tokio::spawn(async move {
+        let all: Vec<u32> = (0..N).collect();
+        for chunk in all.chunks(100) {
+            let batch = chunk.iter().map(|i| numbered_update(*i)).collect();
+            sender.send(b, batch).await.unwrap();
+        }
+    });
+    // Do not read for two hold times: B must stop reading, and neither
+    // side may drop the session.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let st_b = sb.peer(ip("127.0.11.1")).await.unwrap();
+    assert_eq!(st_b.state, State::Established);
+    assert!(
+        st_b.updates_in < N as u64,
+        "B read everything: {}",
+        st_b.updates_in
+    );
+    assert_eq!(sa.peer(b).await.unwrap().state, State::Established);
+    // Now consume: all of them, in order.
+    let mut next = 0u32;
+    while next < N {
+        let ev = wait_for(&mut rb, "update", |e| {
+            matches!(e, SpeakerEvent::Update { .. } | SpeakerEvent::Down { .. })
+        })
+        .await;
+        match ev {
+            SpeakerEvent::Update { update, .. } => {
+                let want = numbered_update(next);
+                assert_eq!(update.mp_reach, want.mp_reach, "out of order at {next}");
+                next += 1;
+            }
+            other => panic!("session went down: {other:?}"),
+        }
+    }
+    send.await.unwrap();
+    sa.shutdown().await;
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn dropping_the_speaker_stops_everything() {
+    let (s, _r, l) = passive_speaker("127.0.12.1", "127.0.12.2").await;
+    let mut c = connect_from("127.0.12.2", l).await;
+    c.write_all(&open_bytes(65000, 30, Ipv4Addr::new(10, 0, 0, 2)))
+        .await
+        .unwrap();
+    c.write_all(&keepalive()).await.unwrap();
+    assert_eq!(read_msg(&mut c).await.unwrap().0, 1);
+    drop(s);
+    assert_eq!(expect_notification_then_eof(&mut c).await, (6, 2, vec![]));
+    // The listener is gone too.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let sock = TcpSocket::new_v4().unwrap();
+        sock.bind(SocketAddr::new(ip("127.0.12.2"), 0)).unwrap();
+        if sock.connect(l).await.is_err() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "listener still accepting");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn unreachable_peer_is_retried_with_backoff() {
+    // A port nobody listens on: connection refused, retried 1 s, 2 s, ...
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.13.2:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (s, mut r) = speaker("127.0.13.1", Ipv4Addr::new(10, 0, 0, 1)).await;
+    s.add_peer(peer_cfg("127.0.13.2", port, "127.0.13.1"))
+        .await
+        .unwrap();
+    let t0 = Instant::now();
+    let mut connects = 0;
+    while connects < 3 {
+        let ev = wait_for(&mut r, "Connect", |e| {
+            matches!(
+                e,
+                SpeakerEvent::StateChanged {
+                    state: State::Connect,
+                    ..
+                }
+            )
+        })
+        .await;
+        assert!(matches!(ev, SpeakerEvent::StateChanged { .. }));
+        connects += 1;
+    }
+    // Attempts at 0, ~1 s, ~1 s + 2 s (jitter 0.75..1): at least 2.25 s.
+    let took = t0.elapsed();
+    assert!(took >= Duration::from_millis(2200), "no backoff: {took:?}");
+    let st = s.peer(ip("127.0.13.2")).await.unwrap();
+    assert_eq!(
+        st.last_error,
+        Some(PeerError::Connect(std::io::ErrorKind::ConnectionRefused))
+    );
+    assert_eq!(st.established_count, 0);
+    s.shutdown().await;
 }

@@ -130,6 +130,24 @@ fn idle_passive_start_goes_active_without_connect() {
 }
 
 #[test]
+fn idle_with_restart_pending_accepts_the_peers_connection() {
+    let mut f = established(cfg());
+    let a = f.handle(Event::TcpConnectionFails);
+    assert!(idle_hold(&a).is_some());
+    let a = f.handle(Event::TcpConnectionConfirmed);
+    assert_eq!(f.state(), State::OpenSent);
+    assert!(has(&a, &Action::StopTimer(TimerKind::IdleHold)));
+    assert!(a
+        .iter()
+        .any(|x| matches!(x, Action::SendMessage(Message::Open(_)))));
+    // After a manual stop it is refused.
+    f.handle(Event::ManualStop(StopReason::AdminShutdown));
+    let a = f.handle(Event::TcpConnectionConfirmed);
+    assert_eq!(a, vec![Action::CloseConnection]);
+    assert_eq!(f.state(), State::Idle);
+}
+
+#[test]
 fn idle_refuses_connections_and_ignores_messages() {
     let mut f = F::new(cfg());
     let a = f.handle(Event::TcpConnectionConfirmed);
@@ -139,25 +157,6 @@ fn idle_refuses_connections_and_ignores_messages() {
     // No automatic start before a manual start.
     assert!(f.handle(Event::AutomaticStart).is_empty());
     assert_eq!(f.state(), State::Idle);
-}
-
-#[test]
-fn idle_backoff_accepts_the_peers_connection() {
-    let mut f = F::new(cfg());
-    f.handle(Event::ManualStart);
-    f.handle(Event::TcpConnectionAcked);
-    // The connection fails: back to Idle waiting out the backoff.
-    f.handle(Event::TcpConnectionFails);
-    assert_eq!(f.state(), State::Idle);
-    // The peer connects meanwhile: take it instead of refusing it, or two
-    // speakers with backoffs in step never meet.
-    let a = f.handle(Event::TcpConnectionConfirmed);
-    assert_eq!(f.state(), State::OpenSent);
-    assert!(has(&a, &Action::StopTimer(TimerKind::IdleHold)));
-    assert!(!has(&a, &Action::CloseConnection));
-    assert!(a
-        .iter()
-        .any(|x| matches!(x, Action::SendMessage(Message::Open(_)))));
 }
 
 #[test]
@@ -919,4 +918,27 @@ fn down_reason_gr_applicability() {
         subcode: 1
     }
     .graceful_restart_applies());
+}
+
+#[test]
+fn helper_only_peer_gr_keeps_nothing() {
+    let mut f = open_sent(cfg());
+    let mut o = peer_open();
+    for c in &mut o.capabilities {
+        if let Capability::GracefulRestart(g) = c {
+            g.afi_safis.clear();
+            g.restarting = true;
+        }
+    }
+    f.handle(Event::OpenReceived(o));
+    f.handle(Event::KeepaliveReceived);
+    let gr = f
+        .negotiated()
+        .unwrap()
+        .peer_graceful_restart
+        .clone()
+        .unwrap();
+    assert!(gr.restarting && gr.afi_safis.is_empty());
+    let a = f.handle(Event::TcpConnectionFails);
+    assert_eq!(down_of(&a), Some((DownReason::ConnectionLost, None)));
 }

@@ -15,6 +15,8 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -34,10 +36,10 @@ use crate::message::{Message, Nlri, Update};
 
 /// Stop reading the socket while this many events wait for the daemon.
 const OUTBOX_HIGH_WATER: usize = 64;
-/// Buffers queued to a connection's writer task.
-const WRITE_QUEUE: usize = 64;
-/// Poll the daemon's UPDATE queue only while this much write room is left.
-const WRITE_ROOM_FOR_UPDATES: usize = 8;
+/// Take more UPDATEs from the daemon only while less than this many bytes
+/// wait for the writer task. (KEEPALIVE and NOTIFICATION are never held
+/// back, so the writer queue itself is unbounded; this bounds it.)
+const WRITE_HIGH_WATER: usize = 256 * 1024;
 /// A single write that takes longer than this means the peer is gone.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a closing connection may take to flush and see the peer's FIN.
@@ -51,7 +53,9 @@ type ConnectFuture = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>
 struct Conn {
     read: OwnedReadHalf,
     rbuf: BytesMut,
-    write_tx: mpsc::Sender<Bytes>,
+    write_tx: mpsc::UnboundedSender<Bytes>,
+    /// Bytes handed to the writer and not yet written.
+    queued: Arc<AtomicUsize>,
     writer: tokio::task::JoinHandle<()>,
     opts: CodecOptions,
     remote: SocketAddr,
@@ -63,12 +67,14 @@ impl Conn {
             .peer_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let (read, write) = stream.into_split();
-        let (write_tx, write_rx) = mpsc::channel(WRITE_QUEUE);
-        let writer = tokio::spawn(writer_task(write, write_rx, remote));
+        let (write_tx, write_rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let writer = tokio::spawn(writer_task(write, write_rx, remote, queued.clone()));
         Conn {
             read,
             rbuf: BytesMut::with_capacity(READ_CHUNK),
             write_tx,
+            queued,
             writer,
             opts: CodecOptions::default(),
             remote,
@@ -106,10 +112,17 @@ impl Conn {
     }
 }
 
-async fn writer_task(mut w: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>, remote: SocketAddr) {
+async fn writer_task(
+    mut w: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Bytes>,
+    remote: SocketAddr,
+    queued: Arc<AtomicUsize>,
+) {
     while let Some(buf) = rx.recv().await {
         match timeout(WRITE_TIMEOUT, w.write_all(&buf)).await {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => {
+                queued.fetch_sub(buf.len(), Ordering::Relaxed);
+            }
             Ok(Err(e)) => {
                 debug!(%remote, error = %e, "bgp write failed");
                 return;
@@ -164,8 +177,11 @@ impl<N: Nlri> Slot<N> {
         v
     }
 
-    fn write_room(&self) -> usize {
-        self.conn.as_ref().map_or(0, |c| c.write_tx.capacity())
+    /// Bytes waiting for the writer task.
+    fn write_backlog(&self) -> usize {
+        self.conn
+            .as_ref()
+            .map_or(0, |c| c.queued.load(Ordering::Relaxed))
     }
 }
 
@@ -186,6 +202,24 @@ pub(super) struct PeerTask<N: Nlri> {
     outbox: VecDeque<SpeakerEvent<N>>,
     status: SharedStatus,
     done: bool,
+}
+
+/// RFC 4271 §10: jitter the ConnectRetry, KEEPALIVE and restart timers
+/// (factor 0.75..1.0) so that two speakers that lost their session together
+/// do not keep colliding in lock step.
+fn jitter(kind: TimerKind, d: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    match kind {
+        TimerKind::ConnectRetry | TimerKind::Keepalive | TimerKind::IdleHold => {
+            // RandomState is seeded randomly; good enough for jitter.
+            let r = std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish();
+            let factor = 0.75 + (r % 1000) as f64 / 4000.0;
+            d.mul_f64(factor)
+        }
+        TimerKind::Hold | TimerKind::Stable => d,
+    }
 }
 
 /// Read more bytes into the connection buffer; pends forever without one.
@@ -263,7 +297,7 @@ impl<N: Nlri + Send + Sync + 'static> PeerTask<N> {
             let pend_deadline = self.pending.as_ref().and_then(|p| p.next_deadline());
             let can_read = self.outbox.len() < OUTBOX_HIGH_WATER;
             let established = self.main.fsm.state() == State::Established;
-            let take_updates = !established || self.main.write_room() > WRITE_ROOM_FOR_UPDATES;
+            let take_updates = !established || self.main.write_backlog() < WRITE_HIGH_WATER;
             let have_events = !self.outbox.is_empty();
             let mut no_conn: Option<Conn> = None;
             // A clone, so that the permit does not borrow `self`.
@@ -359,18 +393,24 @@ impl<N: Nlri + Send + Sync + 'static> PeerTask<N> {
         let remote = stream.peer_addr().ok();
         match self.main.fsm.state() {
             State::Idle if !self.main.fsm.auto_start() => {
-                // Administratively stopped: refuse.
-                info!(peer = %self.addr, ?remote, "refusing connection: peer stopped");
+                // Stopped by the operator: refuse (§8.2.2).
+                info!(peer = %self.addr, ?remote, "refusing connection: peer is shut down");
                 drop(stream);
             }
-            State::Idle | State::Connect | State::Active => {
-                // Take the peer's connection; abandon our own attempt.
+            // Idle with a restart pending (see fsm docs), or Active: no
+            // attempt of ours in flight, take the peer's connection.
+            State::Idle | State::Active => {
+                // No attempt of ours in flight: take the peer's connection.
                 self.main.connecting = None;
                 self.main.inbound = true;
                 self.main.conn = Some(Conn::new(stream));
                 self.handle(Which::Main, Event::TcpConnectionConfirmed);
             }
-            State::OpenSent | State::OpenConfirm | State::Established => {
+            // Our own connect may be about to succeed (and the peer may
+            // already hold it): run both, so that §6.8 decides the same way
+            // on both ends instead of each side dropping the other's
+            // connection in favour of its own.
+            State::Connect | State::OpenSent | State::OpenConfirm | State::Established => {
                 if self.pending.is_some() {
                     info!(peer = %self.addr, ?remote, "refusing a third connection");
                     drop(stream);
@@ -409,10 +449,25 @@ impl<N: Nlri + Send + Sync + 'static> PeerTask<N> {
             Some(s) => s.expired(now),
             None => return,
         };
+        let paused = self.outbox.len() >= OUTBOX_HIGH_WATER;
+        let addr = self.addr;
         for k in kinds {
             // An earlier timer's actions may have ended this slot.
-            if self.slot(which).is_none() {
-                return;
+            let Some(slot) = self.slot(which) else { return };
+            if k == TimerKind::Hold && paused {
+                // We stopped reading because the daemon is slow; the
+                // peer's KEEPALIVEs may be waiting in the socket. Not its
+                // fault: look again later (FRR does the same with its input
+                // queue).
+                let hold = slot
+                    .fsm
+                    .negotiated()
+                    .map_or(crate::fsm::OPEN_SENT_HOLD, |n| {
+                        Duration::from_secs(n.hold_time.into())
+                    });
+                debug!(peer = %addr, "hold timer expired while reading is paused; re-armed");
+                slot.timers[k.index()] = Some(now + hold);
+                continue;
             }
             self.handle(which, Event::TimerExpired(k));
         }
@@ -480,10 +535,13 @@ impl<N: Nlri + Send + Sync + 'static> PeerTask<N> {
             return;
         }
         let n = batch.len() as u64;
+        // One write buffer for the whole batch: the room checked before
+        // taking it is one slot of the writer queue.
         for u in batch {
             let actions = self.main.fsm.handle(Event::SendUpdate(u));
-            self.run_actions(Which::Main, actions);
+            self.perform(Which::Main, actions);
         }
+        self.flush_or_fail(Which::Main);
         lock(&self.status).status.updates_out += n;
     }
 
@@ -505,6 +563,22 @@ impl<N: Nlri + Send + Sync + 'static> PeerTask<N> {
     }
 
     fn run_actions(&mut self, which: Which, actions: Vec<Action<N>>) {
+        self.perform(which, actions);
+        self.flush_or_fail(which);
+    }
+
+    /// Hand what was encoded to the writer; a dead writer means a dead
+    /// connection.
+    fn flush_or_fail(&mut self, which: Which) {
+        if let Some(slot) = self.slot(which) {
+            if Self::flush(slot) {
+                self.handle(which, Event::TcpConnectionFails);
+            }
+        }
+    }
+
+    /// Perform actions; messages are only encoded into the slot's buffer.
+    fn perform(&mut self, which: Which, actions: Vec<Action<N>>) {
         let addr = self.addr;
         for action in actions {
             // Field-level borrows so that status and outbox stay usable.
@@ -550,7 +624,9 @@ impl<N: Nlri + Send + Sync + 'static> PeerTask<N> {
                         }
                     }
                 }
-                Action::StartTimer(k, d) => slot.timers[k.index()] = Some(Instant::now() + d),
+                Action::StartTimer(k, d) => {
+                    slot.timers[k.index()] = Some(Instant::now() + jitter(k, d))
+                }
                 Action::StopTimer(k) => slot.timers[k.index()] = None,
                 Action::StateChanged { to, .. } => {
                     if which == Which::Main {
@@ -624,12 +700,6 @@ impl<N: Nlri + Send + Sync + 'static> PeerTask<N> {
                 }
             }
         }
-        if let Some(slot) = self.slot(which) {
-            if Self::flush(slot) {
-                // The writer is gone: the connection is dead.
-                self.handle(which, Event::TcpConnectionFails);
-            }
-        }
     }
 
     /// Hand the encoded messages to the writer. Returns true if the writer
@@ -642,17 +712,10 @@ impl<N: Nlri + Send + Sync + 'static> PeerTask<N> {
         let Some(conn) = &slot.conn else {
             return false;
         };
-        match conn.write_tx.try_send(buf) {
-            Ok(()) => false,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                // Only KEEPALIVE/NOTIFICATION can get here (UPDATEs wait for
-                // room): the queue already holds plenty that will reset the
-                // peer's hold timer once written.
-                warn!(remote = %conn.remote, "write queue full; message dropped");
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => true,
-        }
+        let len = buf.len();
+        conn.queued.fetch_add(len, Ordering::Relaxed);
+        // Fails only when the writer task ended (write error or timeout).
+        conn.write_tx.send(buf).is_err()
     }
 
     /// After any event: drop a dead pending slot, promote it if main lost
@@ -668,14 +731,21 @@ impl<N: Nlri + Send + Sync + 'static> PeerTask<N> {
         }
         let ms = self.main.fsm.state();
         match ms {
-            State::Idle | State::Connect | State::Active => {
-                if !self.main.fsm.auto_start() && ms == State::Idle {
+            State::Idle => {
+                if !self.main.fsm.auto_start() {
                     // Stopped on purpose; the candidate goes with it.
                     self.pending = None;
                     return;
                 }
                 // Main lost its connection: the candidate takes over.
                 self.promote();
+            }
+            State::Connect | State::Active => {
+                // Our connect is still in flight while the peer's connection
+                // got its OPEN through: that one wins, stop trying.
+                if ps == State::OpenConfirm {
+                    self.promote();
+                }
             }
             State::Established => {
                 if ps != State::OpenConfirm {

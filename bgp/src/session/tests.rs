@@ -1,1 +1,0 @@
-//! Driver tests live in bgp/tests/session.rs (they need the codec).
