@@ -513,6 +513,26 @@ impl<N: Nlri + Send + Sync + 'static> Speaker<N> {
         }
         info!("bgp speaker shut down");
     }
+
+    /// Stop for a restart under graceful restart (RFC 4724 §4): close every
+    /// connection WITHOUT a NOTIFICATION, so that peers that negotiated GR
+    /// keep our routes (stale) until we are back and send End-of-RIB. A
+    /// Cease would make them drop our routes at once.
+    pub async fn shutdown_for_restart(&self) {
+        self.shared
+            .shut_down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = lock(&self.shared.accept_task).take() {
+            t.abort();
+        }
+        let peers: Vec<(IpAddr, PeerHandle<N>)> = lock(&self.shared.peers).drain().collect();
+        for (_, h) in peers {
+            // Dropping the task drops its sockets: a plain TCP close.
+            h.task.abort();
+            let _ = h.task.await;
+        }
+        info!("bgp speaker stopped for restart (no NOTIFICATION sent)");
+    }
 }
 
 /// Ask a peer task to stop and wait for it (bounded: the task itself limits

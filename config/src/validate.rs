@@ -415,14 +415,16 @@ fn build_bgp(
         .map(|s| s as u64)
         .unwrap_or(DEFAULT_CONNECT_RETRY);
     let graceful_restart = match &r.graceful_restart {
+        // On by default: a restart of evpnd (an upgrade) must not make every
+        // other VTEP drop this host's MACs (RFC 4724).
         None => GracefulRestartConfig {
-            enable: false,
+            enable: true,
             restart_time: Duration::from_secs(DEFAULT_RESTART_TIME),
         },
         Some(g) => {
             let g = g.get_ref();
             GracefulRestartConfig {
-                enable: g.enable.as_ref().map(|e| *e.get_ref()).unwrap_or(false),
+                enable: g.enable.as_ref().map(|e| *e.get_ref()).unwrap_or(true),
                 // The capability has a 12-bit restart time (RFC 4724 §3).
                 restart_time: secs(
                     int_in(

@@ -254,6 +254,26 @@ impl Core {
         loop {
             let mut inputs = Vec::new();
             tokio::select! {
+                // Local state first: at start the bridge's MACs must be in
+                // the RIB before a session comes up, or we would send
+                // End-of-RIB without them and a graceful-restart helper
+                // would sweep our routes (RFC 4724 §4.2).
+                biased;
+                ev = local_rx.recv() => match ev {
+                    Some(ev) => {
+                        self.local_event(ev, &mut inputs);
+                        while inputs.len() < BATCH {
+                            match local_rx.try_recv() {
+                                Ok(ev) => self.local_event(ev, &mut inputs),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    None => {
+                        error!("dataplane task stopped");
+                        return Ok(());
+                    }
+                },
                 ev = bgp_rx.recv() => match ev {
                     Some(ev) => {
                         self.speaker_event(ev, &mut inputs);
@@ -267,21 +287,6 @@ impl Core {
                     }
                     None => {
                         error!("BGP speaker stopped");
-                        return Ok(());
-                    }
-                },
-                ev = local_rx.recv() => match ev {
-                    Some(ev) => {
-                        self.local_event(ev, &mut inputs);
-                        while inputs.len() < BATCH {
-                            match local_rx.try_recv() {
-                                Ok(ev) => self.local_event(ev, &mut inputs),
-                                Err(_) => break,
-                            }
-                        }
-                    }
-                    None => {
-                        error!("dataplane task stopped");
                         return Ok(());
                     }
                 },
@@ -892,8 +897,14 @@ impl Core {
 
     async fn shutdown(&mut self) {
         // Kernel entries stay: forwarding continues while we are away and the
-        // next start adopts them (never flush on restart).
-        self.speaker.shutdown().await;
+        // next start adopts them (never flush on restart). With graceful
+        // restart the sessions end without a NOTIFICATION so that the route
+        // reflectors keep our routes until we are back (RFC 4724 §4).
+        if self.cfg.bgp.graceful_restart.enable {
+            self.speaker.shutdown_for_restart().await;
+        } else {
+            self.speaker.shutdown().await;
+        }
         let _ = std::fs::remove_file(&self.cfg.control.socket);
     }
 }
