@@ -1144,7 +1144,15 @@ impl Actor {
     }
 
     fn link_event(&mut self, l: &LinkMessage, add: bool) {
-        let row = LinkRow::from_msg(l);
+        let port_only = LinkRow::is_port_notification(l);
+        if port_only && !add {
+            // The link left a bridge; the RTM_NEWLINK that follows says so.
+            return;
+        }
+        let mut row = LinkRow::from_msg(l);
+        if let Some(b) = self.links.get(&row.index) {
+            row = row.fill_from(b);
+        }
         let relevant = self.by_bridge.contains_key(&row.index)
             || self.by_vxlan.contains_key(&row.index)
             || self.vnis.values().any(|s| {

@@ -437,6 +437,47 @@ impl LinkRow {
     pub fn is_kind(&self, k: &str) -> bool {
         self.kind.as_deref() == Some(k)
     }
+
+    /// Whether a link message is a bridge-port notification (family
+    /// AF_BRIDGE, the kernel's br_ifinfo_notify on port add/remove and port
+    /// state changes) rather than a description of the link itself: it
+    /// carries no IFLA_LINKINFO, and its RTM_DELLINK means "left the
+    /// bridge", not "deleted".
+    pub fn is_port_notification(m: &LinkMessage) -> bool {
+        m.header.interface_family == AddressFamily::Bridge
+    }
+
+    /// Complete a row parsed from a notification without IFLA_LINKINFO
+    /// with what the previous row of the same link knew: such messages
+    /// (bridge-port notifications, some RTM_NEWLINKs) say nothing about the
+    /// kind or the vxlan parameters, they did not remove them.
+    pub fn fill_from(mut self, before: &LinkRow) -> LinkRow {
+        if self.index != before.index || self.kind.is_some() {
+            return self;
+        }
+        self.kind = before.kind.clone();
+        if self.vxlan.is_none() {
+            self.vxlan = before.vxlan.clone();
+        }
+        if self.master == before.master {
+            if self.port_learning.is_none() {
+                self.port_learning = before.port_learning;
+            }
+            if self.port_neigh_suppress.is_none() {
+                self.port_neigh_suppress = before.port_neigh_suppress;
+            }
+        }
+        if self.mtu.is_none() {
+            self.mtu = before.mtu;
+        }
+        if self.alias.is_none() {
+            self.alias = before.alias.clone();
+        }
+        if self.name.is_empty() {
+            self.name = before.name.clone();
+        }
+        self
+    }
 }
 
 fn kind_name(k: &InfoKind) -> String {
@@ -599,6 +640,66 @@ mod tests {
 
     fn vni(v: u32) -> Vni {
         Vni::new(v).unwrap_or_else(|| panic!("bad test vni"))
+    }
+
+    fn vxlan_row() -> LinkRow {
+        LinkRow {
+            index: 4,
+            name: "vxlan100".into(),
+            kind: Some("vxlan".into()),
+            master: Some(3),
+            admin_up: true,
+            oper_up: true,
+            alias: None,
+            mtu: Some(1500),
+            vxlan: Some(VxlanInfo {
+                vni: Some(100),
+                ..Default::default()
+            }),
+            port_learning: Some(false),
+            port_neigh_suppress: Some(true),
+        }
+    }
+
+    #[test]
+    fn bridge_port_notification_keeps_kind_and_vxlan() {
+        // What an AF_BRIDGE RTM_NEWLINK carries: name, master, flags, no
+        // IFLA_LINKINFO. Before the fix this row replaced the full one and
+        // the VNI went down as "vxlan100 is not a vxlan device".
+        let mut m = LinkMessage::default();
+        m.header.interface_family = AddressFamily::Bridge;
+        m.header.index = 4;
+        m.header.flags = LinkFlags::Up | LinkFlags::LowerUp;
+        m.attributes.push(LinkAttribute::IfName("vxlan100".into()));
+        m.attributes.push(LinkAttribute::Controller(3));
+        assert!(LinkRow::is_port_notification(&m));
+        let partial = LinkRow::from_msg(&m);
+        assert_eq!(partial.kind, None);
+        let merged = partial.fill_from(&vxlan_row());
+        assert_eq!(merged, vxlan_row());
+    }
+
+    #[test]
+    fn full_link_message_is_not_merged() {
+        let mut m = LinkMessage::default();
+        m.header.index = 4;
+        m.attributes.push(LinkAttribute::IfName("vxlan100".into()));
+        m.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::Bridge,
+            )]));
+        assert!(!LinkRow::is_port_notification(&m));
+        let row = LinkRow::from_msg(&m).fill_from(&vxlan_row());
+        assert!(row.is_kind("bridge"));
+        assert_eq!(row.vxlan, None);
+        // Released from the bridge: port settings of the old master go.
+        let mut m2 = LinkMessage::default();
+        m2.header.index = 4;
+        m2.attributes.push(LinkAttribute::IfName("vxlan100".into()));
+        let row = LinkRow::from_msg(&m2).fill_from(&vxlan_row());
+        assert!(row.is_kind("vxlan"));
+        assert_eq!(row.master, None);
+        assert_eq!(row.port_learning, None);
     }
 
     #[test]
