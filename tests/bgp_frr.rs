@@ -670,4 +670,10 @@ fn raw_peer_malformed_input() {
     assert!(evpnd.is_running(), "evpnd died on header errors");
     let log = plain_log(&evpnd);
     assert!(!log.contains("panicked"), "evpnd panicked:\n{log}");
+    // Bridge-port notifications (AF_BRIDGE, no IFLA_LINKINFO) must not make
+    // evpnd forget what its own vxlan device is.
+    assert!(
+        !log.contains("is not a vxlan device"),
+        "VNI flapped on a bridge-port notification:\n{log}"
+    );
 }
