@@ -204,13 +204,31 @@ fn frr_rr_frr_vtep_and_evpnd_vtep_exchange_routes_and_ping() {
     .unwrap();
 
     // And the other way: evpnd's VM MAC at the FRR VTEP (BGP, zebra, kernel).
-    wait_until(TIMEOUT, "evpnd VM's MAC as type-2 at the FRR VTEP", || {
-        let v = frr.vtysh_json("show bgp l2vpn evpn route type macip json")?;
-        Ok(frr::parse_evpn_routes(&v)?
+    let t2_at_frr = wait_for(TIMEOUT, "evpnd VM's MAC as type-2 at the FRR VTEP", || {
+        let v = frr.vtysh_json("show bgp l2vpn evpn route detail type macip json")?;
+        let routes = frr::parse_evpn_routes(&v)?;
+        let found = routes
             .iter()
-            .any(|r| r.prefix.contains(&ev_vm.mac) && r.nexthops().contains(&ev_ip)))
+            .find(|r| r.prefix.contains(&ev_vm.mac) && r.nexthops().contains(&ev_ip));
+        Ok(match found {
+            Some(r) => Poll::Ready(r.paths.first().cloned().unwrap_or_default()),
+            None => Poll::NotYet(format!(
+                "{:?}",
+                routes.iter().map(|r| &r.prefix).collect::<Vec<_>>()
+            )),
+        })
     })
     .unwrap();
+    // Label 1 = VNI 100 (RFC 8365 §5.1.3), RT and encapsulation as FRR's own.
+    assert_eq!(t2_at_frr["vni"], "100", "{t2_at_frr}");
+    let ec = t2_at_frr["extendedCommunity"]["string"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        ec.split_whitespace().any(|c| c == "RT:65000:100")
+            && ec.split_whitespace().any(|c| c == "ET:8"),
+        "{t2_at_frr}"
+    );
     wait_until(TIMEOUT, "zebra to hold evpnd VM's MAC as remote", || {
         let v = frr.vtysh_json("show evpn mac vni 100 json")?;
         let m = &v["macs"][ev_vm.mac.as_str()];
@@ -223,4 +241,66 @@ fn frr_rr_frr_vtep_and_evpnd_vtep_exchange_routes_and_ping() {
         let r = links::ping(&from.ns, IpAddr::V4(to.ip), 5).unwrap();
         assert!(r.ok(), "{} -> {}: {r:?}", from.label(), to.label());
     }
+}
+
+/// evpnd stopping and starting again, seen from FRR: its session going
+/// down withdraws its routes at the FRR VTEP (flood list, kernel flood
+/// entry); after the restart they come back and the VMs reach each other.
+#[test]
+fn evpnd_restart_is_seen_by_frr_vtep() {
+    if !testbed::can_run() {
+        return;
+    }
+    assert!(frr::frr_installed(), "FRR is not installed");
+    cleanup_prefix("itevr", false).unwrap();
+    let mut fabric = FabricBuilder::new("itevr")
+        .host(HostKind::FrrVtep)
+        .host(HostKind::Evpnd)
+        .rr(RrKind::Frr)
+        .evpnd_binary(EVPND)
+        .build()
+        .unwrap();
+    fabric.wait_sessions(TIMEOUT).unwrap();
+    let ev_ip = fabric.hosts[1].vtep_ip.to_string();
+    let flood_to_evpnd = |f: &fabric::Fabric| -> testbed::Result<bool> {
+        Ok(bridge_fdb(&f.hosts[0].ns)?
+            .iter()
+            .any(|r| r.is_flood_entry() && r.dst.as_deref() == Some(ev_ip.as_str())))
+    };
+    {
+        let frr = fabric.hosts[0].frr.as_ref().unwrap();
+        wait_until(TIMEOUT, "evpnd's VTEP in FRR's flood list", || {
+            Ok(frr_remote_vteps(frr)?.contains(&ev_ip) && flood_to_evpnd(&fabric)?)
+        })
+        .unwrap();
+        let a = fabric.vms_of(0, 100).next().unwrap();
+        let b = fabric.vms_of(1, 100).next().unwrap();
+        fabric.wait_ping(b, a, TIMEOUT).unwrap();
+    }
+
+    // SIGTERM: evpnd closes its session (Cease), FRR withdraws its routes.
+    fabric.hosts[1].evpnd.as_mut().unwrap().stop().unwrap();
+    {
+        let frr = fabric.hosts[0].frr.as_ref().unwrap();
+        wait_until(TIMEOUT, "FRR VTEP to forget evpnd's VTEP", || {
+            Ok(!frr_remote_vteps(frr)?.contains(&ev_ip) && !flood_to_evpnd(&fabric)?)
+        })
+        .unwrap();
+    }
+
+    // Back again: session, routes and traffic.
+    let peers = fabric.peers(1);
+    let evpnd = fabric.hosts[1].evpnd.as_mut().unwrap();
+    evpnd.restart().unwrap();
+    evpnd.wait_ready(TIMEOUT).unwrap();
+    evpnd.wait_established(&peers, TIMEOUT).unwrap();
+    let frr = fabric.hosts[0].frr.as_ref().unwrap();
+    wait_until(TIMEOUT, "evpnd's VTEP back in FRR's flood list", || {
+        Ok(frr_remote_vteps(frr)?.contains(&ev_ip) && flood_to_evpnd(&fabric)?)
+    })
+    .unwrap();
+    let a = fabric.vms_of(0, 100).next().unwrap();
+    let b = fabric.vms_of(1, 100).next().unwrap();
+    fabric.wait_ping(a, b, TIMEOUT).unwrap();
+    fabric.wait_ping(b, a, TIMEOUT).unwrap();
 }
