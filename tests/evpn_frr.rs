@@ -241,6 +241,62 @@ fn frr_rr_frr_vtep_and_evpnd_vtep_exchange_routes_and_ping() {
         let r = links::ping(&from.ns, IpAddr::V4(to.ip), 5).unwrap();
         assert!(r.ok(), "{} -> {}: {r:?}", from.label(), to.label());
     }
+
+    // FRR does not show the PMSI tunnel identifier: read it off the wire.
+    // Capture what evpnd sends (not what the RR reflects back to it: FRR
+    // re-encodes the attribute) on the spine, reset the session from evpnd
+    // (evpnctl clear --hard) so that it sends its routes again, and look
+    // for PMSI type 22: flags 0, ingress replication (6), label 100,
+    // tunnel id = evpnd's VTEP.
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("bgp.pcap");
+    let err = dir.path().join("tcpdump.err");
+    let ev_if = format!("h{}", ev_host.index);
+    let mut tcpdump = fabric
+        .spine
+        .spawn(
+            &[
+                "tcpdump",
+                "-n",
+                "-U",
+                "-i",
+                ev_if.as_str(),
+                "-w",
+                pcap.to_str().unwrap(),
+                "src",
+                "host",
+                ev_ip.as_str(),
+                "and",
+                "tcp",
+                "port",
+                "179",
+            ],
+            "tcpdump",
+            Some(&err),
+        )
+        .unwrap();
+    wait_until(Duration::from_secs(10), "tcpdump to listen", || {
+        Ok(std::fs::read_to_string(&err)
+            .unwrap_or_default()
+            .contains("listening on"))
+    })
+    .unwrap();
+    evpnd
+        .evpnctl_ok(&["clear", "neighbor", &fabric::SPINE_IP.to_string(), "--hard"])
+        .unwrap();
+    let mut pmsi = vec![0, 6, 0, 0, 100];
+    pmsi.extend_from_slice(&ev_host.vtep_ip.octets());
+    let short: Vec<u8> = [22, 9].iter().chain(&pmsi).copied().collect();
+    let long: Vec<u8> = [22, 0, 9].iter().chain(&pmsi).copied().collect();
+    let found = wait_until(TIMEOUT, "evpnd's PMSI tunnel attribute on the wire", || {
+        let bytes = std::fs::read(&pcap).unwrap_or_default();
+        let has = |p: &[u8]| bytes.windows(p.len()).any(|w| w == p);
+        Ok(has(&short) || has(&long))
+    });
+    tcpdump.stop_with(libc::SIGINT).unwrap();
+    found.unwrap();
+    // The reset session comes back on both sides.
+    fabric.wait_sessions(TIMEOUT).unwrap();
 }
 
 /// evpnd stopping and starting again, seen from FRR: its session going
