@@ -235,6 +235,18 @@ fn frr_rr_frr_vtep_and_evpnd_vtep_exchange_routes_and_ping() {
         Ok(m["type"] == "remote" && m["remoteVtep"] == ev_ip.as_str())
     })
     .unwrap();
+    wait_until(
+        TIMEOUT,
+        "evpnd VM's MAC in the FRR VTEP's kernel FDB",
+        || {
+            Ok(bridge_fdb(&frr_host.ns)?.iter().any(|r| {
+                r.mac == ev_vm.mac
+                    && r.ifname == "vxlan100"
+                    && r.dst.as_deref() == Some(ev_ip.as_str())
+            }))
+        },
+    )
+    .unwrap();
 
     // The VMs reach each other both ways, every packet answered.
     for (from, to) in [(frr_vm, ev_vm), (ev_vm, frr_vm)] {
