@@ -137,8 +137,8 @@ pub struct NeighborStatus {
 }
 
 impl NeighborStatus {
-    /// State is Established (compared case-insensitively: evpnctl prints
-    /// `established`).
+    /// evpnctl's JSON spells states in snake case (`established`), its
+    /// tables like FRR (`Established`): accept both.
     pub fn is_established(&self) -> bool {
         self.state.eq_ignore_ascii_case("established")
     }
@@ -322,6 +322,52 @@ impl Evpnd {
         parse_neighbors_json(&v)
     }
 
+    /// `evpnctl show neighbors --json` as raw JSON objects (every field:
+    /// `uptime_secs`, `messages_in`, `last_error`, ...).
+    pub fn neighbors_json(&self) -> Result<Vec<Value>> {
+        self.evpnctl_json(&["show", "neighbors", "--json"])
+    }
+
+    /// The JSON object of neighbor `addr`, `None` if evpnd does not list it.
+    pub fn neighbor_json(&self, addr: Ipv4Addr) -> Result<Option<Value>> {
+        let a = addr.to_string();
+        Ok(self
+            .neighbors_json()?
+            .into_iter()
+            .find(|n| n.get("address").and_then(Value::as_str) == Some(a.as_str())))
+    }
+
+    /// Whether the session with `addr` is Established right now.
+    pub fn is_established(&self, addr: Ipv4Addr) -> Result<bool> {
+        let a = addr.to_string();
+        Ok(self
+            .neighbors()?
+            .iter()
+            .any(|n| n.address == a && n.is_established()))
+    }
+
+    /// `evpnctl show routes --json`: one object per path.
+    pub fn routes_json(&self) -> Result<Vec<Value>> {
+        self.evpnctl_json(&["show", "routes", "--json"])
+    }
+
+    /// Run `evpnctl ARGS` (which must include `--json`) and parse a JSON list.
+    pub fn evpnctl_json(&self, args: &[&str]) -> Result<Vec<Value>> {
+        let text = self.evpnctl_ok(args)?;
+        let what = format!("evpnctl {}", args.join(" "));
+        let v: Value = serde_json::from_str(&text).map_err(|e| Error::parse(&what, e))?;
+        match v {
+            Value::Array(a) => Ok(a),
+            other => Err(Error::parse(what, format!("not a list: {other}"))),
+        }
+    }
+
+    /// Whole log so far (for assertions on what evpnd logged).
+    pub fn log_text(&self) -> Result<String> {
+        std::fs::read_to_string(&self.log)
+            .map_err(|e| Error::io(format!("read {}", self.log.display()), e))
+    }
+
     /// Wait until every configured neighbor in `addrs` is Established.
     pub fn wait_established(&self, addrs: &[Ipv4Addr], timeout: Duration) -> Result<()> {
         wait_for(
@@ -405,5 +451,12 @@ mod tests {
                 .unwrap();
         assert_eq!(parse_neighbors_json(&v).unwrap()[0].state, "Established");
         assert!(parse_neighbors_json(&serde_json::json!({})).is_err());
+        // What evpnctl --json really prints.
+        let v: Value =
+            serde_json::from_str(r#"[{"address":"10.255.0.1","state":"established"}]"#).unwrap();
+        assert!(parse_neighbors_json(&v).unwrap()[0].is_established());
+        let v: Value =
+            serde_json::from_str(r#"[{"address":"10.255.0.1","state":"active"}]"#).unwrap();
+        assert!(!parse_neighbors_json(&v).unwrap()[0].is_established());
     }
 }

@@ -371,6 +371,21 @@ impl Frr {
         Ok(())
     }
 
+    /// Send `sig` to bgpd without waiting (SIGSTOP freezes it: its TCP
+    /// sessions stay open but silent, so peers must notice by hold timer).
+    pub fn signal_bgpd(&self, sig: libc::c_int) {
+        if let Some(g) = self.bgpd.as_ref() {
+            g.signal(sig);
+        }
+    }
+
+    /// `show bgp neighbors ADDR json`: the neighbor's object, `None` if
+    /// bgpd does not know it.
+    pub fn bgp_neighbor_json(&self, addr: Ipv4Addr) -> Result<Option<Value>> {
+        let mut v = self.vtysh_json(&format!("show bgp neighbors {addr} json"))?;
+        Ok(v.get_mut(addr.to_string()).map(Value::take))
+    }
+
     /// [`stop_bgpd`](Self::stop_bgpd) (alias used by tests: drop the sessions).
     pub fn stop(&mut self) -> Result<()> {
         self.stop_bgpd()

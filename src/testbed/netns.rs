@@ -82,6 +82,33 @@ impl NsHandle {
         ns_pids(&self.name)
     }
 
+    /// Run `f` on a thread that has joined this namespace (setns(2)) and
+    /// return its result. Sockets created by `f` stay in the namespace
+    /// after it returns, so a test can bind a listener or connect from
+    /// inside and use the socket from any thread.
+    pub fn in_netns<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+        let path = Path::new("/var/run/netns").join(&self.name);
+        let what = format!("enter namespace {}", self.name);
+        let handle = std::thread::spawn(move || -> std::io::Result<T> {
+            use std::os::fd::AsRawFd;
+            let ns = std::fs::File::open(&path)?;
+            // SAFETY: setns(2) on a valid namespace fd; it changes only the
+            // network namespace of this (short-lived, unshared) thread.
+            let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            if rc != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(f())
+        });
+        match handle.join() {
+            Ok(r) => r.map_err(|e| Error::io(what, e)),
+            Err(_) => Err(Error::io(
+                what,
+                std::io::Error::other("thread panicked in namespace"),
+            )),
+        }
+    }
+
     /// Read a file as seen from inside the namespace (`/sys/class/net` is
     /// per namespace, so this goes through `ip netns exec ... cat`).
     pub fn read_file(&self, path: &str) -> Result<Vec<u8>> {
