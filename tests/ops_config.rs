@@ -160,9 +160,11 @@ fn check_config_names_file_line_and_key() {
 #[test]
 fn check_config_reports_every_semantic_problem() {
     let dir = tempfile::tempdir().unwrap();
-    let t = GOOD
-        .replacen("id = 100", "id = 16777216", 1)
-        .replacen("create = true\n", "create = true\nflood = \"static\"\n", 1);
+    let t = GOOD.replacen("id = 100", "id = 16777216", 1).replacen(
+        "create = true\n",
+        "create = true\nflood = \"static\"\n",
+        1,
+    );
     let p = write(dir.path(), "two", &t);
     let o = Command::new(EVPND)
         .arg("check-config")

@@ -3,7 +3,9 @@
 //! JSON logs with structured fields.
 //!
 //! Fabric: evpnd host h1 (10.255.0.2) and FRR VTEP h2 (10.255.0.3), two
-//! VMs each in VNI 100, FRR route reflector on the spine (10.255.0.1).
+//! VMs each in VNI 100, FRR route reflector on the spine (10.255.0.1) and
+//! a second one (10.255.0.200) that is a client of the first: evpnd gets
+//! every remote route twice, one path per RR.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -13,6 +15,9 @@ use evpnd::testbed::{
     self, bridge_fdb, frr, wait_for, EvpndConfig, FabricBuilder, HostKind, NsHandle, Poll, RrKind,
 };
 use serde_json::Value;
+
+mod ops_common;
+use ops_common::RR2;
 
 const EVPND: &str = env!("CARGO_BIN_EXE_evpnd");
 const T: Duration = Duration::from_secs(45);
@@ -107,6 +112,8 @@ fn evpnctl_metrics_and_logs_match_reality() {
         .evpnd_binary(EVPND)
         .build()
         .unwrap();
+    let rr2 = ops_common::start_rr2(&fabric, "opsob", true);
+    let rr2 = &rr2.frr;
     // Metrics endpoint and JSON logs: restart-only keys, so restart. The
     // log file is appended to: remember where the new run starts.
     let log_start = {
@@ -115,6 +122,7 @@ fn evpnctl_metrics_and_logs_match_reality() {
         let e = h1.evpnd.as_mut().unwrap();
         let cfg = EvpndConfig::new(65000, H1, &ns)
             .neighbor(SPINE)
+            .neighbor(RR2)
             .hold_time(9)
             .vni(100)
             .render();
@@ -129,6 +137,8 @@ fn evpnctl_metrics_and_logs_match_reality() {
     fabric.wait_sessions(T).unwrap();
     let h1 = &fabric.hosts[0];
     let e = h1.evpnd.as_ref().unwrap();
+    e.wait_established(&[SPINE, RR2], T).unwrap();
+    rr2.wait_established(H1, T).unwrap();
     let ns = h1.ns.handle();
     let rr = fabric.rr_frr.as_ref().unwrap();
     for a in fabric.vms_of(0, 100) {
@@ -150,6 +160,22 @@ fn evpnctl_metrics_and_logs_match_reality() {
     })
     .unwrap();
     let (kmacs, kflood) = kernel_rows(&ns);
+    wait_for(T, "two paths (one per RR) for each of h2's routes", || {
+        let r = json(e, &["show", "routes", "--vni", "100"]);
+        let remote = r
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["local"] == false)
+            .count();
+        let want = 2 * (kmacs.len() + 1);
+        Ok(if remote >= want {
+            Poll::Ready(())
+        } else {
+            Poll::NotYet(format!("{remote} remote paths, want {want}"))
+        })
+    })
+    .unwrap();
 
     // --- evpnctl --json against the kernel and FRR.
     let macs = json(e, &["show", "macs", "--vni", "100"]);
@@ -230,12 +256,19 @@ fn evpnctl_metrics_and_logs_match_reality() {
         .iter()
         .any(|r| r["route_type"] == 3 && r["local"] == true));
 
+    // Neighbor states: evpnctl and each RR's vtysh agree.
     let neigh = json(e, &["show", "neighbors"]);
-    let n = &neigh[0];
-    assert_eq!(n["address"], SPINE.to_string());
-    let frr_state = rr.bgp_neighbor_state(H1).unwrap();
-    assert_eq!(frr_state.as_deref(), Some("Established"));
-    assert_eq!(n["state"], "established", "{n}");
+    let neigh = neigh.as_array().unwrap();
+    assert_eq!(neigh.len(), 2, "{neigh:?}");
+    for (addr, rr) in [(SPINE, rr), (RR2, rr2)] {
+        let n = neigh
+            .iter()
+            .find(|n| n["address"] == addr.to_string())
+            .unwrap_or_else(|| panic!("{addr} not in {neigh:?}"));
+        let frr_state = rr.bgp_neighbor_state(H1).unwrap();
+        assert_eq!(frr_state.as_deref(), Some("Established"), "{addr}");
+        assert_eq!(n["state"], "established", "{n}");
+    }
 
     // --- Metrics against the kernel and the RIB (refreshed every 5 s).
     let received = |t: u8| {
@@ -244,11 +277,20 @@ fn evpnctl_metrics_and_logs_match_reality() {
             .filter(|r| r["route_type"] == t && r["local"] == false)
             .count() as f64
     };
+    let best = |t: u8| {
+        routes
+            .iter()
+            .filter(|r| r["route_type"] == t && r["local"] == false && r["best"] == true)
+            .count() as f64
+    };
     let (want_t2, want_t3) = (received(2), received(3));
+    let (best_t2, best_t3) = (best(2), best(3));
+    assert_eq!((want_t2, want_t3), (2.0 * best_t2, 2.0 * best_t3));
     let want_neigh = kernel_neighbors(&ns) as f64;
     wait_for(T, "metrics to match the kernel", || {
         let m = scrape(&ns);
         let peer = format!("peer=\"{SPINE}\"");
+        let peer2 = format!("peer=\"{RR2}\"");
         let got = [
             sample(
                 &m,
@@ -274,6 +316,16 @@ fn evpnctl_metrics_and_logs_match_reality() {
                 "evpnd_evpn_routes_best",
                 &["route_type=\"2\"", "vni=\"100\""],
             ),
+            sample(
+                &m,
+                "evpnd_evpn_routes_best",
+                &["route_type=\"3\"", "vni=\"100\""],
+            ),
+            sample(
+                &m,
+                "evpnd_bgp_session_state",
+                &[&peer2, "state=\"Established\""],
+            ),
         ];
         let want = [
             Some(1.0),
@@ -283,7 +335,9 @@ fn evpnctl_metrics_and_logs_match_reality() {
             Some(want_neigh),
             Some(want_t2),
             Some(want_t3),
-            Some(want_t2),
+            Some(best_t2),
+            Some(best_t3),
+            Some(1.0),
         ];
         Ok(if got == want {
             Poll::Ready(())

@@ -12,15 +12,17 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use evpnd::testbed::{
-    self, bridge_fdb, frr, links, wait_for, wait_until, EvpndConfig, FabricBuilder, Frr, FrrConfig,
-    HostKind, Netns, NsHandle, Poll, RrKind, RrParams,
+    self, bridge_fdb, frr, wait_for, wait_until, EvpndConfig, FabricBuilder, Frr, HostKind,
+    NsHandle, Poll, RrKind,
 };
 use serde_json::Value;
+
+mod ops_common;
+use ops_common::RR2;
 
 const EVPND: &str = env!("CARGO_BIN_EXE_evpnd");
 const T: Duration = Duration::from_secs(45);
 const SPINE: Ipv4Addr = Ipv4Addr::new(10, 255, 0, 1);
-const RR2: Ipv4Addr = Ipv4Addr::new(10, 255, 0, 200);
 const H1: Ipv4Addr = Ipv4Addr::new(10, 255, 0, 2);
 const H2: Ipv4Addr = Ipv4Addr::new(10, 255, 0, 3);
 
@@ -126,23 +128,8 @@ fn reload_adds_and_removes_neighbor_and_vni() {
         .unwrap();
 
     // Second route reflector, reachable from h1 through the spine.
-    let rr2_ns = Netns::new("opsrl").unwrap();
-    links::veth(&fabric.spine, "r2", &rr2_ns, "uplink").unwrap();
-    links::addr_add(&fabric.spine, "r2", "10.254.200.1/24").unwrap();
-    links::addr_add(&rr2_ns, "uplink", "10.254.200.2/24").unwrap();
-    links::addr_add(&rr2_ns, "lo", &format!("{RR2}/32")).unwrap();
-    links::route_add(&rr2_ns, "10.255.0.0/24", "10.254.200.1".parse().unwrap()).unwrap();
-    links::route_add(
-        &fabric.spine,
-        &format!("{RR2}/32"),
-        "10.254.200.2".parse().unwrap(),
-    )
-    .unwrap();
-    let rr2 = Frr::start(
-        &rr2_ns.handle(),
-        FrrConfig::route_reflector(&RrParams::new(65000, RR2, "10.255.0.0/24")),
-    )
-    .unwrap();
+    let rr2 = ops_common::start_rr2(&fabric, "opsrl", false);
+    let rr2 = &rr2.frr;
 
     fabric.wait_sessions(T).unwrap();
     let h1 = &fabric.hosts[0];
@@ -181,7 +168,7 @@ fn reload_adds_and_removes_neighbor_and_vni() {
     let v: Value = serde_json::from_slice(&master.stdout).unwrap();
     assert_eq!(v[0]["master"], "br200", "{v}");
     wait_for(T, "VNI 200 type-3 of h1 at both RRs", || {
-        let (a, b) = (t3_for_vni(rr1, 200), t3_for_vni(&rr2, 200));
+        let (a, b) = (t3_for_vni(rr1, 200), t3_for_vni(rr2, 200));
         Ok(if a > 0 && b > 0 {
             Poll::Ready(())
         } else {
@@ -228,7 +215,7 @@ fn reload_adds_and_removes_neighbor_and_vni() {
     rr2.wait_established(H1, Duration::from_secs(1)).unwrap();
 
     // --- Reload 2: back to rr1 and VNI 100 only.
-    let rr2_log_before = rr2_log(&rr2);
+    let rr2_log_before = rr2_log(rr2);
     write_config(e, &config(ns.name(), &[SPINE], &[100]));
     e.signal(libc::SIGHUP);
     wait_for(T, "rr2 gone from evpnd and its session down at rr2", || {
@@ -243,7 +230,7 @@ fn reload_adds_and_removes_neighbor_and_vni() {
     })
     .unwrap();
     wait_until(T, "rr2 logs a Cease from h1", || {
-        let log = rr2_log(&rr2);
+        let log = rr2_log(rr2);
         let new = log.get(rr2_log_before.len()..).unwrap_or("");
         Ok(new.contains("Cease"))
     })
@@ -268,7 +255,6 @@ fn reload_adds_and_removes_neighbor_and_vni() {
     assert_eq!(ifindex(&ns, "vxlan100"), Some(vx100));
     assert!(rows_before.is_subset(&dst_rows(&ns, "vxlan100")));
     assert!(t3_for_vni(rr1, 100) > 0, "VNI 100 type-3 lost");
-    drop(rr2);
 }
 
 fn rr2_log(rr2: &Frr) -> String {
