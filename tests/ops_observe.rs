@@ -347,6 +347,12 @@ fn evpnctl_metrics_and_logs_match_reality() {
     })
     .unwrap();
     let m = scrape(&ns);
+    // Every write the kernel acked: no netlink errors, no warnings.
+    assert_eq!(
+        sample(&m, "evpnd_netlink_errors_total", &[]),
+        Some(0.0),
+        "{m}"
+    );
     for series in [
         "evpnd_bgp_updates_received_total",
         "evpnd_bgp_updates_sent_total",
@@ -381,6 +387,10 @@ fn evpnctl_metrics_and_logs_match_reality() {
         let v: Value =
             serde_json::from_str(l).unwrap_or_else(|err| panic!("not JSON ({err}): {l}"));
         assert!(v["timestamp"].is_string() && v["level"].is_string(), "{l}");
+        assert!(
+            !l.contains("netlink write failed"),
+            "a write failed in a healthy fabric: {l}"
+        );
         objs.push(v);
     }
     assert!(
