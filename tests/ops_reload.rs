@@ -21,6 +21,7 @@ mod ops_common;
 use ops_common::RR2;
 
 const EVPND: &str = env!("CARGO_BIN_EXE_evpnd");
+const METRICS: &str = "127.0.0.1:9179";
 const T: Duration = Duration::from_secs(45);
 const SPINE: Ipv4Addr = Ipv4Addr::new(10, 255, 0, 1);
 const H1: Ipv4Addr = Ipv4Addr::new(10, 255, 0, 2);
@@ -105,7 +106,26 @@ fn config(ns: &str, neighbors: &[Ipv4Addr], vnis: &[u32]) -> String {
     for v in vnis {
         c = c.vni(*v);
     }
-    c.render()
+    // Metrics (a restart-only key) stay the same in every version.
+    format!("{}metrics = \"{METRICS}\"\n", c.render())
+}
+
+/// `evpnd_config_reloads_total{result}` scraped inside `ns`.
+fn reloads(ns: &NsHandle, result: &str) -> Option<u64> {
+    let o = ns
+        .run(&[
+            "curl",
+            "-sf",
+            "--max-time",
+            "5",
+            &format!("http://{METRICS}/metrics"),
+        ])
+        .ok()?;
+    let want = format!("result=\"{result}\"");
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .find(|l| l.starts_with("evpnd_config_reloads_total{") && l.contains(&want))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
 fn log_text(e: &testbed::Evpnd) -> String {
@@ -118,7 +138,7 @@ fn reload_adds_and_removes_neighbor_and_vni() {
         return;
     }
     assert!(frr::frr_installed(), "FRR is not installed");
-    let fabric = FabricBuilder::new("opsrl")
+    let mut fabric = FabricBuilder::new("opsrl")
         .host(HostKind::Evpnd)
         .host(HostKind::FrrVtep)
         .rr(RrKind::Frr)
@@ -131,6 +151,15 @@ fn reload_adds_and_removes_neighbor_and_vni() {
     let rr2 = ops_common::start_rr2(&fabric, "opsrl", false);
     let rr2 = &rr2.frr;
 
+    // With the metrics endpoint (restart-only), to count reloads.
+    {
+        let h1 = &mut fabric.hosts[0];
+        let ns = h1.ns.name().to_string();
+        let e = h1.evpnd.as_mut().unwrap();
+        std::fs::write(e.config_path(), config(&ns, &[SPINE], &[100])).unwrap();
+        e.restart().unwrap();
+        e.wait_ready(T).unwrap();
+    }
     fabric.wait_sessions(T).unwrap();
     let h1 = &fabric.hosts[0];
     let e = h1.evpnd.as_ref().unwrap();
@@ -190,6 +219,8 @@ fn reload_adds_and_removes_neighbor_and_vni() {
     );
     assert!(t3_for_vni(rr1, 100) > 0);
 
+    assert_eq!(reloads(&ns, "ok"), Some(1));
+
     // --- An invalid file: rejected with file:line and key; nothing changes.
     let good = config(ns.name(), &[SPINE, RR2], &[100, 200]);
     let bad = good.replacen("hold_time = 9", "hold_time = 9\nhold_tme = 3", 1);
@@ -213,6 +244,8 @@ fn reload_adds_and_removes_neighbor_and_vni() {
     assert!(ifindex(&ns, "vxlan200").is_some());
     assert!(rows_before.is_subset(&dst_rows(&ns, "vxlan100")));
     rr2.wait_established(H1, Duration::from_secs(1)).unwrap();
+    assert_eq!(reloads(&ns, "error"), Some(1));
+    assert_eq!(reloads(&ns, "ok"), Some(1));
 
     // --- Reload 2: back to rr1 and VNI 100 only.
     let rr2_log_before = rr2_log(rr2);
@@ -255,6 +288,7 @@ fn reload_adds_and_removes_neighbor_and_vni() {
     assert_eq!(ifindex(&ns, "vxlan100"), Some(vx100));
     assert!(rows_before.is_subset(&dst_rows(&ns, "vxlan100")));
     assert!(t3_for_vni(rr1, 100) > 0, "VNI 100 type-3 lost");
+    assert_eq!(reloads(&ns, "ok"), Some(2));
 }
 
 fn rr2_log(rr2: &Frr) -> String {
