@@ -85,16 +85,9 @@ fn sample(text: &str, name: &str, want: &[&str]) -> Option<f64> {
 }
 
 fn scrape(ns: &NsHandle) -> String {
-    let o = ns
-        .run(&[
-            "curl",
-            "-sf",
-            "--max-time",
-            "5",
-            &format!("http://{METRICS}/metrics"),
-        ])
-        .unwrap();
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    let (status, body) = ops_common::http_get(ns.name(), METRICS, "/metrics").unwrap();
+    assert_eq!(status, 200, "{body}");
+    body
 }
 
 #[test]
@@ -366,18 +359,8 @@ fn evpnctl_metrics_and_logs_match_reality() {
             "{series} missing:\n{m}"
         );
     }
-    let o = ns
-        .run_unchecked(&[
-            "curl",
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            &format!("http://{METRICS}/nope"),
-        ])
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&o.stdout), "404");
+    let (status, _) = ops_common::http_get(ns.name(), METRICS, "/nope").unwrap();
+    assert_eq!(status, 404);
 
     // --- JSON logs: every line an object; peer and vni as fields.
     let log = std::fs::read(e.log()).unwrap();

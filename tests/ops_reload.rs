@@ -112,18 +112,12 @@ fn config(ns: &str, neighbors: &[Ipv4Addr], vnis: &[u32]) -> String {
 
 /// `evpnd_config_reloads_total{result}` scraped inside `ns`.
 fn reloads(ns: &NsHandle, result: &str) -> Option<u64> {
-    let o = ns
-        .run(&[
-            "curl",
-            "-sf",
-            "--max-time",
-            "5",
-            &format!("http://{METRICS}/metrics"),
-        ])
-        .ok()?;
+    let (status, body) = ops_common::http_get(ns.name(), METRICS, "/metrics").ok()?;
+    if status != 200 {
+        return None;
+    }
     let want = format!("result=\"{result}\"");
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
+    body.lines()
         .find(|l| l.starts_with("evpnd_config_reloads_total{") && l.contains(&want))
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }

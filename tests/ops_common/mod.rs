@@ -51,3 +51,43 @@ pub fn start_rr2(fabric: &Fabric, prefix: &str, peer_rr1: bool) -> Rr2 {
     let frr = Frr::start(&ns.handle(), cfg).unwrap();
     Rr2 { frr, _ns: ns }
 }
+
+/// `GET path` from `addr` inside namespace `ns`: a thread of our own joins
+/// the namespace (setns only moves the calling thread) and speaks plain
+/// HTTP/1.0, so the tests need no curl. Returns (status code, body).
+pub fn http_get(ns: &str, addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    let ns_path = format!("/run/netns/{ns}");
+    let addr = addr.to_string();
+    let path = path.to_string();
+    std::thread::spawn(move || -> std::io::Result<(u16, String)> {
+        let f = std::fs::File::open(&ns_path)?;
+        // SAFETY: a valid namespace fd; only this thread changes namespace.
+        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let sa: std::net::SocketAddr = addr
+            .parse()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let t = std::time::Duration::from_secs(5);
+        let mut s = std::net::TcpStream::connect_timeout(&sa, t)?;
+        s.set_read_timeout(Some(t))?;
+        s.set_write_timeout(Some(t))?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+        let mut resp = String::new();
+        s.read_to_string(&mut resp)?;
+        let status = resp
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = resp
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        Ok((status, body))
+    })
+    .join()
+    .unwrap_or_else(|_| Err(std::io::Error::other("http_get thread panicked")))
+}
