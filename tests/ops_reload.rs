@@ -12,8 +12,8 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use evpnd::testbed::{
-    self, bridge_fdb, frr, wait_for, wait_until, EvpndConfig, FabricBuilder, Frr, HostKind,
-    NsHandle, Poll, RrKind,
+    self, bridge_fdb, frr, links, wait_for, wait_until, EvpndConfig, FabricBuilder, Frr, HostKind,
+    NsHandle, Poll, RrKind, VniConfig,
 };
 use serde_json::Value;
 
@@ -104,7 +104,17 @@ fn config(ns: &str, neighbors: &[Ipv4Addr], vnis: &[u32]) -> String {
         c = c.neighbor(*n);
     }
     for v in vnis {
-        c = c.vni(*v);
+        // VNI 300's devices are the operator's (create = false).
+        c = if *v == 300 {
+            c.vni_config(VniConfig {
+                id: 300,
+                bridge: "br300".into(),
+                create: false,
+                flood: "ingress-replication".into(),
+            })
+        } else {
+            c.vni(*v)
+        };
     }
     // Metrics (a restart-only key) stay the same in every version.
     format!("{}metrics = \"{METRICS}\"\n", c.render())
@@ -177,7 +187,10 @@ fn reload_adds_and_removes_neighbor_and_vni() {
     assert!(ifindex(&ns, "vxlan200").is_none());
 
     // --- Reload 1: add rr2 and VNI 200.
-    write_config(e, &config(ns.name(), &[SPINE, RR2], &[100, 200]));
+    // VNI 300 on devices the operator made: evpnd uses but must not own them.
+    links::vtep_vni(&ns, 300, "br300", H1).unwrap();
+    let (br300, vx300) = (ifindex(&ns, "br300"), ifindex(&ns, "vxlan300"));
+    write_config(e, &config(ns.name(), &[SPINE, RR2], &[100, 200, 300]));
     e.signal(libc::SIGHUP);
     e.wait_established(&[SPINE, RR2], T).unwrap();
     rr2.wait_established(H1, T).unwrap();
@@ -216,7 +229,16 @@ fn reload_adds_and_removes_neighbor_and_vni() {
     assert_eq!(reloads(&ns, "ok"), Some(1));
 
     // --- An invalid file: rejected with file:line and key; nothing changes.
-    let good = config(ns.name(), &[SPINE, RR2], &[100, 200]);
+    wait_for(T, "VNI 300 type-3 of h1 at rr1", || {
+        let n = t3_for_vni(rr1, 300);
+        Ok(if n > 0 {
+            Poll::Ready(())
+        } else {
+            Poll::NotYet(format!("{n} paths"))
+        })
+    })
+    .unwrap();
+    let good = config(ns.name(), &[SPINE, RR2], &[100, 200, 300]);
     let bad = good.replacen("hold_time = 9", "hold_time = 9\nhold_tme = 3", 1);
     let bad_line = bad.lines().position(|l| l.starts_with("hold_tme")).unwrap() + 1;
     write_config(e, &bad);
@@ -275,6 +297,15 @@ fn reload_adds_and_removes_neighbor_and_vni() {
         Ok(ifindex(&ns, "br200").is_none() && ifindex(&ns, "vxlan200").is_none())
     })
     .unwrap();
+    wait_until(T, "VNI 300 type-3 withdrawn at rr1", || {
+        Ok(t3_for_vni(rr1, 300) == 0)
+    })
+    .unwrap();
+    assert_eq!(
+        (ifindex(&ns, "br300"), ifindex(&ns, "vxlan300")),
+        (br300, vx300),
+        "devices evpnd did not create were deleted or recreated"
+    );
     let (conns2, up_ms2) = frr_session(rr1);
     assert_eq!(conns2, conns, "session with rr1 reset by the removal");
     assert!(up_ms2 >= up_ms1);
