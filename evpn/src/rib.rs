@@ -282,6 +282,9 @@ pub struct RibOutput {
 pub struct RibCounters {
     /// Best routes per VNI and route type (index = type, 1..=5).
     pub per_vni: BTreeMap<Vni, [u64; 6]>,
+    /// Received paths per VNI and route type (every peer's copy counts:
+    /// with two route reflectors a route usually has two paths).
+    pub paths_per_vni: BTreeMap<Vni, [u64; 6]>,
     /// Best routes imported by no VNI (types 1, 4, 5 kept for display).
     pub no_vni: [u64; 6],
     pub routes: u64,
@@ -1813,12 +1816,20 @@ impl Rib {
     pub fn counters(&self) -> RibCounters {
         let mut c = self.counters.clone();
         c.per_vni = self.vnis.keys().map(|v| (*v, [0; 6])).collect();
+        c.paths_per_vni = c.per_vni.clone();
         c.no_vni = [0; 6];
         c.routes = self.routes.len() as u64;
         c.paths = 0;
         for (k, e) in &self.routes {
             c.paths += e.paths.len() as u64;
             let t = k.route_type() as usize;
+            for p in &e.paths {
+                for v in p.shared.vnis.iter() {
+                    if let Some(x) = c.paths_per_vni.get_mut(v) {
+                        x[t] += 1;
+                    }
+                }
+            }
             match e.paths.first() {
                 Some(b) if !b.shared.vnis.is_empty() => {
                     for v in b.shared.vnis.iter() {

@@ -1243,7 +1243,25 @@ fn per_vni_counters() {
     );
     let c = t.rib.counters();
     assert_eq!(c.per_vni[&vni(100)], [0, 0, 2, 1, 0, 0]);
+    assert_eq!(c.paths_per_vni[&vni(100)], [0, 0, 2, 1, 0, 0]);
     assert_eq!((c.routes, c.paths, c.local_routes), (3, 3, 1));
+
+    // The same routes reflected by a second RR: one more path each, the
+    // number of routes with a best path unchanged.
+    t.peer_up(RR2);
+    t.upd(
+        RR2,
+        from_vtep(
+            B,
+            100,
+            vec![t3(B), t2(B, 100, mac(1), None), t2(B, 100, mac(2), None)],
+            None,
+        ),
+    );
+    let c = t.rib.counters();
+    assert_eq!(c.per_vni[&vni(100)], [0, 0, 2, 1, 0, 0]);
+    assert_eq!(c.paths_per_vni[&vni(100)], [0, 0, 4, 2, 0, 0]);
+    assert_eq!((c.routes, c.paths), (3, 6));
 }
 
 #[test]

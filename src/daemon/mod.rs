@@ -692,10 +692,13 @@ impl Core {
             .set_kernel_entries(KernelEntryKind::LocalMac, s.local_macs);
         self.metrics.set_netlink_totals(s.netlink_errors, s.resyncs);
         let c = self.rib.counters();
-        for (vni, per_type) in &c.per_vni {
-            for t in [2u8, 3u8] {
-                let n = per_type[t as usize];
-                self.metrics.set_routes(t, vni.get(), n, n);
+        // docs/metrics.md: `received` counts paths from all neighbors,
+        // `best` the routes with a selected best path.
+        for (vni, best) in &c.per_vni {
+            let paths = c.paths_per_vni.get(vni).copied().unwrap_or_default();
+            for t in [2usize, 3] {
+                self.metrics
+                    .set_routes(t as u8, vni.get(), paths[t], best[t]);
             }
         }
     }

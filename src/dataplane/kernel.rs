@@ -508,7 +508,12 @@ pub async fn write_all(
             async move {
                 let res = tokio::time::timeout(REQUEST_TIMEOUT, async move {
                     let mut resp = h.request(msg).map_err(|_| NetlinkError::Send)?;
-                    let mut out = Err(NetlinkError::Unexpected);
+                    // netlink-proto consumes the ack (error code 0) of an
+                    // NLM_F_ACK request and just ends the stream (it only
+                    // forwards acks with `set_forward_ack`, which would
+                    // turn every success of rtnetlink's own requests into
+                    // an error): an end without an error message is success.
+                    let mut out = Ok(());
                     while let Some(m) = resp.next().await {
                         if let NetlinkPayload::Error(e) = m.payload {
                             out = match e.code {
@@ -659,5 +664,36 @@ mod tests {
                 _ => panic!("no inner message"),
             }
         }
+    }
+
+    /// A write the kernel refuses is an error; `write_all` must not take
+    /// the end of the response stream for success when the kernel said no.
+    /// (Success, whose ack netlink-proto swallows, is covered by the
+    /// dataplane integration tests.) Root only; touches nothing: the
+    /// device does not exist.
+    #[test]
+    fn kernel_refusal_is_an_error() {
+        // SAFETY: geteuid(2) cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (conn, handle, _) = rtnetlink::new_connection().unwrap();
+            tokio::spawn(conn);
+            let op = Op::FloodAdd {
+                vni: vni(100),
+                vxlan: 0x7fff_fff0,
+                vtep: "10.0.0.2".parse().unwrap(),
+            };
+            let r = write_all(&handle, 245, &[op]).await;
+            assert!(
+                matches!(r.as_slice(), [Err(NetlinkError::Kernel(e))] if *e == libc::ENODEV),
+                "{r:?}"
+            );
+        });
     }
 }

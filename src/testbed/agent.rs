@@ -400,6 +400,19 @@ impl Evpnd {
         &self.socket
     }
 
+    /// The configuration file the daemon reads (rewrite it, then
+    /// [`signal`](Self::signal) `SIGHUP` to reload).
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    /// Send `sig` to the running daemon.
+    pub fn signal(&self, sig: libc::c_int) {
+        if let Some(c) = self.child.as_ref() {
+            c.signal(sig);
+        }
+    }
+
     /// Keep running after drop (`evpnd-lab --keep`).
     pub fn detach(&mut self) {
         self.dir.keep();
