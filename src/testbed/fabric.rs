@@ -254,12 +254,9 @@ impl FabricBuilder {
                         .hold_time(self.timers.1);
                     cfg.neighbors = peers;
                     for &vni in &self.vnis {
-                        cfg = cfg.vni_config(VniConfig {
-                            id: vni,
-                            bridge: format!("br{vni}"),
-                            create: self.evpnd_creates_devices,
-                            flood: "ingress-replication".into(),
-                        });
+                        let mut v = VniConfig::new(vni);
+                        v.create = self.evpnd_creates_devices;
+                        cfg = cfg.vni_config(v);
                     }
                     let mut e = Evpnd::start_with(&host.ns.handle(), &bin, &cfg)?;
                     e.wait_ready(self.start_timeout)?;
@@ -310,7 +307,10 @@ pub struct Vm {
 }
 
 impl Vm {
-    fn create(prefix: &str, host_ns: &Netns, host: usize, vni: u32, k: usize) -> Result<Vm> {
+    /// A VM namespace (prefix `prefix`) with `eth0` addressed as described
+    /// in the module docs, its peer `v{vni}-{k}` left unattached in
+    /// `host_ns`.
+    pub fn create(prefix: &str, host_ns: &Netns, host: usize, vni: u32, k: usize) -> Result<Vm> {
         let ns = Netns::new(prefix)?;
         let (h8, k8) = ((host + 1) as u8, (k + 1) as u8);
         let ip = Ipv4Addr::new(172, 16 + (vni % 16) as u8, h8, k8);

@@ -1,0 +1,72 @@
+//! Entries deleted by hand come back; a burst of MACs ends exact.
+
+use std::collections::BTreeSet;
+
+use evpnd::testbed::{fdb_add_local_batch, nth_mac, Fabric, RunDir};
+
+use crate::{expected_rows, remote_vms, wait_rows_exact, VX};
+
+/// On host 1, delete evpnd's rows by hand (the vxlan row, the bridge row,
+/// the flood row); reconciliation writes them again.
+pub fn deleted_rows_restored(fabric: &Fabric) {
+    let h1 = fabric.hosts[1].ns.handle();
+    let vtep0 = fabric.hosts[0].vtep_ip.to_string();
+    let mac = &fabric.vms_of(0, crate::VNI).next().unwrap().mac;
+    let want = expected_rows(fabric, 1, &remote_vms(fabric, 1));
+    for del in [
+        vec!["fdb", "del", mac, "dev", VX, "master"],
+        vec!["fdb", "del", mac, "dev", VX, "dst", &vtep0, "self"],
+        vec![
+            "fdb",
+            "del",
+            "00:00:00:00:00:00",
+            "dev",
+            VX,
+            "dst",
+            &vtep0,
+            "self",
+        ],
+    ] {
+        let mut args = vec!["bridge"];
+        args.extend(del.iter().copied());
+        h1.run(&args).unwrap();
+        let now = crate::vxlan_rows(&h1).unwrap();
+        assert_ne!(now, want, "`{}` deleted nothing", args.join(" "));
+        wait_rows_exact(
+            &h1,
+            &want,
+            &format!("rows restored after `{}`", args.join(" ")),
+        );
+    }
+}
+
+/// Host 0 gets `N` local MACs in one `bridge -batch` (a burst of netlink
+/// notifications on both hosts); host 1's table ends with exactly their
+/// rows; removing them in one batch leaves exactly the VM rows again.
+pub fn burst_ends_exact(fabric: &Fabric) {
+    const N: u32 = 4000;
+    let h0 = fabric.hosts[0].ns.handle();
+    let h1 = fabric.hosts[1].ns.handle();
+    let vtep0 = fabric.hosts[0].vtep_ip;
+    let port = fabric.vms_of(0, crate::VNI).next().unwrap().host_if.clone();
+    let macs: Vec<String> = (0..N).map(|i| nth_mac(0x42, i)).collect();
+    let base = remote_vms(fabric, 1);
+    let mut with_burst = base.clone();
+    with_burst.extend(macs.iter().map(|m| (m.clone(), vtep0)));
+    let want: BTreeSet<String> = expected_rows(fabric, 1, &with_burst);
+    assert_eq!(want.len(), 1 + 2 * (N as usize + 1));
+
+    fdb_add_local_batch(&h0, &port, &macs).unwrap();
+    wait_rows_exact(&h1, &want, &format!("{N} burst MACs on host 1"));
+
+    let dir = RunDir::new(&format!("fdbdel-{}", h0.name())).unwrap();
+    let batch: String = macs
+        .iter()
+        .map(|m| format!("fdb del {m} dev {port} master\n"))
+        .collect();
+    let file = dir.write("del.batch", &batch).unwrap();
+    h0.run(&["bridge".as_ref(), "-batch".as_ref(), file.as_os_str()])
+        .unwrap();
+    let want = expected_rows(fabric, 1, &base);
+    wait_rows_exact(&h1, &want, "host 1 after the burst MACs went");
+}
