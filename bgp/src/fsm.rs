@@ -113,6 +113,11 @@ pub enum StopReason {
     CollisionResolution,
     /// Connection refused by configuration or state (subcode 5).
     ConnectionRejected,
+    /// We are about to restart with forwarding state kept (RFC 4724 §4):
+    /// the connection is closed without a NOTIFICATION, which would end
+    /// graceful restart at the peer and make it withdraw our routes
+    /// (RFC 4724 §4.2; RFC 8538 only changes that with the N bit).
+    GracefulRestart,
 }
 
 impl StopReason {
@@ -123,7 +128,14 @@ impl StopReason {
             StopReason::AdminReset => notif::CEASE_ADMIN_RESET,
             StopReason::CollisionResolution => notif::CEASE_COLLISION_RESOLUTION,
             StopReason::ConnectionRejected => notif::CEASE_CONNECTION_REJECTED,
+            // Never sent (see `sends_cease`); what the stop amounts to.
+            StopReason::GracefulRestart => notif::CEASE_ADMIN_SHUTDOWN,
         }
+    }
+
+    /// Whether stopping an opened session sends a Cease NOTIFICATION.
+    pub fn sends_cease(self) -> bool {
+        self != StopReason::GracefulRestart
     }
 
     /// Whether the FSM restarts by itself after this stop.
@@ -575,10 +587,12 @@ impl<N: Nlri> Fsm<N> {
     /// Stop on purpose: Cease if an OPEN went out, back to Idle.
     fn stop(&mut self, reason: StopReason, out: &mut Vec<Action<N>>) {
         let was = self.state;
-        if matches!(
-            was,
-            State::OpenSent | State::OpenConfirm | State::Established
-        ) {
+        if reason.sends_cease()
+            && matches!(
+                was,
+                State::OpenSent | State::OpenConfirm | State::Established
+            )
+        {
             out.push(Action::SendMessage(Message::Notification(notification(
                 notif::CEASE,
                 reason.cease_subcode(),

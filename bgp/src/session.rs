@@ -459,6 +459,13 @@ impl<N: Nlri + Send + Sync + 'static> Speaker<N> {
     /// Cease / Administrative Shutdown to every peer, stop listening, end
     /// all tasks.
     pub async fn shutdown(&self) {
+        self.shutdown_with(StopReason::AdminShutdown).await
+    }
+
+    /// Stop every session with `reason` (e.g. [`StopReason::GracefulRestart`]
+    /// to close them without a NOTIFICATION so that peers keep our routes
+    /// while we restart) and stop listening.
+    pub async fn shutdown_with(&self, reason: StopReason) {
         self.shared
             .shut_down
             .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -468,7 +475,7 @@ impl<N: Nlri + Send + Sync + 'static> Speaker<N> {
         let peers: Vec<(IpAddr, PeerHandle<N>)> = lock(&self.shared.peers).drain().collect();
         // Tell everyone first, then wait: the Ceases go out in parallel.
         for (_, h) in &peers {
-            let _ = h.ctrl.send(PeerCmd::Stop(StopReason::AdminShutdown)).await;
+            let _ = h.ctrl.send(PeerCmd::Stop(reason)).await;
         }
         for (addr, h) in peers {
             wait_task(addr, h.task).await;

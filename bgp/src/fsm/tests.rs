@@ -836,6 +836,16 @@ fn manual_stop_cease_subcodes() {
 }
 
 #[test]
+fn graceful_restart_stop_closes_without_notification() {
+    let mut f = established(cfg());
+    let a = f.handle(Event::ManualStop(StopReason::GracefulRestart));
+    assert!(notif_of(&a).is_none(), "{a:?}");
+    assert!(has(&a, &Action::CloseConnection));
+    assert_eq!(f.state(), State::Idle);
+    assert!(!f.auto_start());
+}
+
+#[test]
 fn manual_stop_before_open_sends_nothing() {
     let mut f = F::new(cfg());
     f.handle(Event::ManualStart);
