@@ -164,8 +164,17 @@ pub(crate) fn rr_has_mac(fabric: &Fabric, mac: &str) -> testbed::Result<bool> {
 }
 
 fn evpnd_fabric(prefix: &str, rr: RrKind, vms: usize) -> Fabric {
+    evpnd_fabric_with(prefix, rr, vms, |b| b)
+}
+
+fn evpnd_fabric_with(
+    prefix: &str,
+    rr: RrKind,
+    vms: usize,
+    f: impl FnOnce(FabricBuilder) -> FabricBuilder,
+) -> Fabric {
     testbed::cleanup_prefix(prefix, false).unwrap();
-    let fabric = FabricBuilder::new(prefix)
+    let fabric = f(FabricBuilder::new(prefix))
         .hosts(HostKind::Evpnd, 2)
         .rr(rr)
         .vms_per_host(vms)
@@ -301,7 +310,7 @@ fn restart_under_ping_flood_keeps_entries() {
     if !ready() {
         return;
     }
-    let fabric = evpnd_fabric("eedrs", RrKind::Frr, 1);
+    let fabric = evpnd_fabric_with("eedrs", RrKind::Frr, 1, |b| b.evpnd_graceful_restart(60));
     ping_across(&fabric);
     let want: Vec<BTreeSet<String>> = (0..2)
         .map(|h| expected_rows(&fabric, h, &remote_vms(&fabric, h)))

@@ -64,6 +64,8 @@ pub struct EvpndConfig {
     pub local_address: Ipv4Addr,
     pub listen_port: u16,
     pub hold_time: u16,
+    /// `[bgp.graceful_restart]` enabled with this restart time (seconds).
+    pub graceful_restart: Option<u16>,
     pub neighbors: Vec<Ipv4Addr>,
     pub local_ip: Ipv4Addr,
     pub vnis: Vec<VniConfig>,
@@ -80,6 +82,7 @@ impl EvpndConfig {
             local_address: vtep_ip,
             listen_port: 179,
             hold_time: 9,
+            graceful_restart: None,
             neighbors: Vec::new(),
             local_ip: vtep_ip,
             vnis: Vec::new(),
@@ -103,6 +106,12 @@ impl EvpndConfig {
         self
     }
 
+    /// Graceful restart (RFC 4724) with `restart_time` seconds.
+    pub fn graceful_restart(mut self, restart_time: u16) -> Self {
+        self.graceful_restart = Some(restart_time);
+        self
+    }
+
     /// `bgp.listen_port` (0: do not listen).
     pub fn listen_port(mut self, port: u16) -> Self {
         self.listen_port = port;
@@ -123,6 +132,12 @@ impl EvpndConfig {
         let _ = writeln!(c, "local_address = \"{}\"", self.local_address);
         let _ = writeln!(c, "listen_port = {}", self.listen_port);
         let _ = writeln!(c, "hold_time = {}", self.hold_time);
+        if let Some(t) = self.graceful_restart {
+            let _ = writeln!(
+                c,
+                "\n[bgp.graceful_restart]\nenable = true\nrestart_time = {t}"
+            );
+        }
         for n in &self.neighbors {
             let _ = writeln!(c, "\n[[bgp.neighbor]]\naddress = \"{n}\"");
         }
@@ -453,12 +468,17 @@ mod tests {
         let a = Ipv4Addr::new(10, 254, 0, 1);
         let c = EvpndConfig::new(65000, a, "h1")
             .listen_port(0)
+            .graceful_restart(60)
             .vni_config(VniConfig::new(100).static_flood(&[Ipv4Addr::new(10, 254, 0, 2)]))
             .vni_config(VniConfig::new(200).multicast(Ipv4Addr::new(239, 1, 1, 1), "uplink"))
             .render();
         let v: toml::Value = toml::from_str(&c).unwrap();
         assert_eq!(v["bgp"]["listen_port"].as_integer(), Some(0));
         assert!(v["bgp"].get("neighbor").is_none());
+        assert_eq!(
+            v["bgp"]["graceful_restart"]["restart_time"].as_integer(),
+            Some(60)
+        );
         assert_eq!(v["vni"][0]["flood"].as_str(), Some("static"));
         assert_eq!(v["vni"][0]["static_vteps"][0].as_str(), Some("10.254.0.2"));
         assert_eq!(v["vni"][1]["flood"].as_str(), Some("multicast"));

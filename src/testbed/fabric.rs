@@ -63,6 +63,7 @@ pub struct FabricBuilder {
     timers: (u16, u16),
     evpnd_binary: Option<PathBuf>,
     evpnd_creates_devices: bool,
+    evpnd_graceful_restart: Option<u16>,
     start_timeout: Duration,
 }
 
@@ -79,6 +80,7 @@ impl FabricBuilder {
             timers: (3, 9),
             evpnd_binary: None,
             evpnd_creates_devices: true,
+            evpnd_graceful_restart: None,
             start_timeout: Duration::from_secs(30),
         }
     }
@@ -131,6 +133,13 @@ impl FabricBuilder {
     /// evpnd hosts and configures `create = false`.
     pub fn evpnd_creates_devices(mut self, yes: bool) -> Self {
         self.evpnd_creates_devices = yes;
+        self
+    }
+
+    /// evpnd hosts announce graceful restart (RFC 4724) with this
+    /// restart time in seconds.
+    pub fn evpnd_graceful_restart(mut self, restart_time: u16) -> Self {
+        self.evpnd_graceful_restart = Some(restart_time);
         self
     }
 
@@ -253,6 +262,7 @@ impl FabricBuilder {
                     let mut cfg = EvpndConfig::new(self.asn, host.vtep_ip, host.ns.name())
                         .hold_time(self.timers.1);
                     cfg.neighbors = peers;
+                    cfg.graceful_restart = self.evpnd_graceful_restart;
                     for &vni in &self.vnis {
                         let mut v = VniConfig::new(vni);
                         v.create = self.evpnd_creates_devices;

@@ -461,6 +461,10 @@ pub struct FdbMonitor {
 }
 
 impl FdbMonitor {
+    /// MAC of the probe entry [`start`](Self::start) adds and deletes on
+    /// `probe_dev` (a daemon may advertise and withdraw it meanwhile).
+    pub const PROBE_MAC: &'static str = "02:ee:ee:ee:ee:ee";
+
     /// Start monitoring; returns once the monitor has seen a probe entry
     /// (a static FDB row added and deleted on `probe_dev`), so nothing
     /// that happens afterwards is missed.
@@ -482,7 +486,7 @@ impl FdbMonitor {
             _dir: dir,
         };
         // A locally administered MAC no VM uses.
-        let probe = "02:ee:ee:ee:ee:ee";
+        let probe = Self::PROBE_MAC;
         super::wait::wait_until(
             std::time::Duration::from_secs(10),
             &format!("bridge monitor in {} to report a probe entry", ns.name()),
