@@ -250,6 +250,11 @@ pub struct GracefulRestartConfig {
     pub forwarding_state: bool,
     /// We are restarting (R bit): set for the first session after a start.
     pub restarting: bool,
+    /// Announce the capability without any AFI/SAFI (RFC 4724 §3): we keep
+    /// no routes of ours alive across our own restart, but peers learn that
+    /// we understand End-of-RIB. FRR sends End-of-RIB only to peers that
+    /// announced the capability, and we need it to end a restart window.
+    pub helper_only: bool,
 }
 
 impl Default for GracefulRestartConfig {
@@ -258,6 +263,7 @@ impl Default for GracefulRestartConfig {
             restart_time: 120,
             forwarding_state: true,
             restarting: false,
+            helper_only: false,
         }
     }
 }
@@ -358,11 +364,14 @@ impl FsmConfig {
                 restarting: gr.restarting,
                 notification: false,
                 restart_time: gr.restart_time.min(0x0fff),
-                afi_safis: self
-                    .afi_safis
-                    .iter()
-                    .map(|a| (*a, gr.forwarding_state))
-                    .collect(),
+                afi_safis: if gr.helper_only {
+                    Vec::new()
+                } else {
+                    self.afi_safis
+                        .iter()
+                        .map(|a| (*a, gr.forwarding_state))
+                        .collect()
+                },
             }));
         }
         Open {
