@@ -194,7 +194,7 @@ fn frr_rr_ping_exact_fdb_and_withdraw() {
     if !ready() {
         return;
     }
-    let fabric = evpnd_fabric("eedrr", RrKind::Frr, 2);
+    let mut fabric = evpnd_fabric("eedrr", RrKind::Frr, 2);
     ping_across(&fabric);
     for h in 0..2 {
         let want = expected_rows(&fabric, h, &remote_vms(&fabric, h));
@@ -246,6 +246,26 @@ fn frr_rr_ping_exact_fdb_and_withdraw() {
         rr_has_mac(&fabric, &aged.mac)
     })
     .unwrap();
+
+    // Without graceful restart, a restarted evpnd still ends its adoption
+    // window on the RR's End-of-RIB (not the 120 s fallback).
+    let aged_mac = aged.mac.clone();
+    let ev = fabric.hosts[1].evpnd.as_mut().unwrap();
+    ev.restart().unwrap();
+    ev.wait_ready(TIMEOUT).unwrap();
+    let log = ev.log().to_path_buf();
+    wait_until(
+        TIMEOUT,
+        "End-of-RIB sweep after a restart without GR",
+        || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let since = text.rsplit("evpnd ready").next().unwrap_or("");
+            Ok(since.contains("End-of-RIB from every peer") && since.contains("swept"))
+        },
+    )
+    .unwrap();
+    let want = expected_rows(&fabric, 1, &[(aged_mac, fabric.hosts[0].vtep_ip)]);
+    wait_rows_exact(&fabric.hosts[1].ns.handle(), &want, "h1 rows after restart");
 }
 
 /// Required 1 in a full mesh (no RR), plus 4 (ARP suppression) and 5 (a

@@ -59,6 +59,8 @@ pub fn burst_ends_exact(fabric: &Fabric) {
     fdb_add_local_batch(&h0, &port, &macs).unwrap();
     wait_rows_exact(&h1, &want, &format!("{N} burst MACs on host 1"));
 
+    overrun_then_exact(fabric, &macs[..500], &want);
+
     let dir = RunDir::new(&format!("fdbdel-{}", h0.name())).unwrap();
     let batch: String = macs
         .iter()
@@ -69,4 +71,63 @@ pub fn burst_ends_exact(fabric: &Fabric) {
         .unwrap();
     let want = expected_rows(fabric, 1, &base);
     wait_rows_exact(&h1, &want, "host 1 after the burst MACs went");
+}
+
+/// Force a notification overrun on host 1: with its evpnd stopped
+/// (SIGSTOP), delete `lost` rows of its by hand and churn far more FDB
+/// notifications than the monitor socket's buffer holds; once resumed it
+/// must see ENOBUFS, re-dump and end with exactly `want` again.
+fn overrun_then_exact(fabric: &Fabric, lost: &[String], want: &BTreeSet<String>) {
+    /// Add + delete of this many MACs: ~2 notifications each, beyond the
+    /// monitor buffer (32 MiB asked, doubled by the kernel; a queued
+    /// notification costs well under 1 KiB).
+    const CHURN: u32 = 120_000;
+    let host = &fabric.hosts[1];
+    let h1 = host.ns.handle();
+    let ev = host.evpnd.as_ref().unwrap();
+    let pid = ev.pid().unwrap().to_string();
+    let port = fabric.vms_of(1, crate::VNI).next().unwrap().host_if.clone();
+    let vtep0 = fabric.hosts[0].vtep_ip;
+    let mut batch = String::new();
+    for m in lost {
+        batch.push_str(&format!("fdb del {m} dev {VX} master\n"));
+        batch.push_str(&format!("fdb del {m} dev {VX} dst {vtep0} self\n"));
+    }
+    for i in 0..CHURN {
+        batch.push_str(&format!(
+            "fdb add {} dev {port} master static\n",
+            nth_mac(0x43, i)
+        ));
+    }
+    for i in 0..CHURN {
+        batch.push_str(&format!("fdb del {} dev {port} master\n", nth_mac(0x43, i)));
+    }
+    let dir = RunDir::new(&format!("overrun-{}", h1.name())).unwrap();
+    let file = dir.write("churn.batch", &batch).unwrap();
+    let log_before = std::fs::read_to_string(ev.log()).unwrap_or_default().len();
+
+    let stop = std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap();
+    assert!(stop.success());
+    let res = h1.run(&["bridge".as_ref(), "-batch".as_ref(), file.as_os_str()]);
+    let cont = std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .unwrap();
+    res.unwrap();
+    assert!(cont.success());
+    assert_ne!(
+        &crate::vxlan_rows(&h1).unwrap(),
+        want,
+        "rows were deleted by hand"
+    );
+
+    wait_rows_exact(&h1, want, "host 1 after a notification overrun");
+    let log = std::fs::read_to_string(ev.log()).unwrap_or_default();
+    assert!(
+        log.get(log_before..).unwrap_or("").contains("ENOBUFS"),
+        "no overrun was induced: the test did not exercise the resync"
+    );
 }
