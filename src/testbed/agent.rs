@@ -337,6 +337,15 @@ impl Evpnd {
         self.spawn()
     }
 
+    /// Start again with the same config after [`stop`](Self::stop) or
+    /// [`kill`](Self::kill); no-op if it is running.
+    pub fn start_again(&mut self) -> Result<()> {
+        if self.child.is_some() {
+            return Ok(());
+        }
+        self.spawn()
+    }
+
     /// Stop the daemon (SIGTERM, SIGKILL after a grace period).
     pub fn stop(&mut self) -> Result<()> {
         if let Some(mut c) = self.child.take() {

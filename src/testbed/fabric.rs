@@ -64,6 +64,7 @@ pub struct FabricBuilder {
     evpnd_binary: Option<PathBuf>,
     evpnd_creates_devices: bool,
     evpnd_graceful_restart: Option<u16>,
+    rr_static_neighbors: bool,
     start_timeout: Duration,
 }
 
@@ -81,6 +82,7 @@ impl FabricBuilder {
             evpnd_binary: None,
             evpnd_creates_devices: true,
             evpnd_graceful_restart: None,
+            rr_static_neighbors: false,
             start_timeout: Duration::from_secs(30),
         }
     }
@@ -140,6 +142,13 @@ impl FabricBuilder {
     /// restart time in seconds.
     pub fn evpnd_graceful_restart(mut self, restart_time: u16) -> Self {
         self.evpnd_graceful_restart = Some(restart_time);
+        self
+    }
+
+    /// The FRR route reflector lists the hosts as static neighbors instead
+    /// of a listen range (FRR keeps graceful-restart state only for those).
+    pub fn rr_static_neighbors(mut self, yes: bool) -> Self {
+        self.rr_static_neighbors = yes;
         self
     }
 
@@ -230,6 +239,9 @@ impl FabricBuilder {
             RrKind::Frr => {
                 let mut p = RrParams::new(self.asn, SPINE_IP, VTEP_RANGE);
                 p.timers = self.timers;
+                if self.rr_static_neighbors {
+                    p.static_neighbors = fabric.hosts.iter().map(|h| h.vtep_ip).collect();
+                }
                 fabric.rr_frr = Some(Frr::start(
                     &fabric.spine.handle(),
                     FrrConfig::route_reflector(&p),

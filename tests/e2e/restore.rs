@@ -2,9 +2,9 @@
 
 use std::collections::BTreeSet;
 
-use evpnd::testbed::{fdb_add_local_batch, nth_mac, Fabric, RunDir};
+use evpnd::testbed::{self, fdb_add_local_batch, nth_mac, wait_until, Fabric, RunDir};
 
-use crate::{expected_rows, remote_vms, wait_rows_exact, VX};
+use crate::{expected_rows, remote_vms, wait_rows_exact, TIMEOUT, VX};
 
 /// On host 1, delete evpnd's rows by hand (the vxlan row, the bridge row,
 /// the flood row); reconciliation writes them again.
@@ -70,6 +70,30 @@ pub fn burst_ends_exact(fabric: &Fabric) {
     h0.run(&["bridge".as_ref(), "-batch".as_ref(), file.as_os_str()])
         .unwrap();
     let want = expected_rows(fabric, 1, &base);
+    let left_local = || -> usize {
+        testbed::bridge_fdb(&h0)
+            .map(|rows| rows.iter().filter(|r| r.mac.starts_with("02:42:")).count())
+            .unwrap_or(usize::MAX)
+    };
+    wait_until(TIMEOUT, "burst MACs gone from host 0's bridge", || {
+        Ok(left_local() == 0)
+    })
+    .unwrap();
+    let settled = wait_until(TIMEOUT, "host 1 without the burst MACs", || {
+        Ok(crate::vxlan_rows(&h1)? == want)
+    });
+    if settled.is_err() {
+        // Which side kept them: does host 0 still advertise any?
+        let ev0 = fabric.hosts[0].evpnd.as_ref().unwrap();
+        let macs = ev0
+            .evpnctl(&["show", "macs", "--json"])
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        eprintln!(
+            "host 0 evpnctl show macs lists {} burst MACs",
+            macs.matches("02:42:").count()
+        );
+    }
     wait_rows_exact(&h1, &want, "host 1 after the burst MACs went");
 }
 
