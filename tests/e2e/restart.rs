@@ -20,7 +20,6 @@ const PINGS: u32 = 500;
 /// survive only when the withdraw and re-advertisement happen to coalesce.
 pub fn restart_keeps_entries(mut fabric: Fabric, want: &[BTreeSet<String>]) {
     let vm0 = fabric.vms_of(0, VNI).next().unwrap();
-    let vm0_mac = vm0.mac.clone();
     let vm1 = fabric.vms_of(1, VNI).next().unwrap();
     let monitors: Vec<FdbMonitor> = fabric
         .hosts
