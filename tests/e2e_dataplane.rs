@@ -285,7 +285,9 @@ fn full_mesh_ping_suppression_restore_and_burst() {
     if !ready() {
         return;
     }
-    let fabric = evpnd_fabric("eedfm", RrKind::None, 1);
+    // Hold time 30 s: the overrun step stops host 1's evpnd for a few
+    // seconds (longer on a loaded machine); the session must not expire.
+    let fabric = evpnd_fabric_with("eedfm", RrKind::None, 1, |b| b.timers(10, 30));
     ping_across(&fabric);
     for h in 0..2 {
         let want = expected_rows(&fabric, h, &remote_vms(&fabric, h));
@@ -294,6 +296,14 @@ fn full_mesh_ping_suppression_restore_and_burst() {
     e2e::suppression::arp_answered_locally(&fabric);
     e2e::restore::deleted_rows_restored(&fabric);
     e2e::restore::burst_ends_exact(&fabric);
+    for h in &fabric.hosts {
+        let log = std::fs::read_to_string(h.evpnd.as_ref().unwrap().log()).unwrap();
+        assert!(
+            !log.contains("session down"),
+            "a BGP session of {} went down during the test",
+            h.ns.name()
+        );
+    }
 }
 
 /// Required 2: an FRR VTEP (zebra + bgpd, advertise-all-vni) and an evpnd

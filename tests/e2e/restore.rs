@@ -135,7 +135,9 @@ fn overrun_then_exact(fabric: &Fabric, lost: &[String], want: &BTreeSet<String>)
         .status()
         .unwrap();
     assert!(stop.success());
+    let t0 = std::time::Instant::now();
     let res = h1.run(&["bridge".as_ref(), "-batch".as_ref(), file.as_os_str()]);
+    eprintln!("host 1 evpnd stopped for {:?}", t0.elapsed());
     let cont = std::process::Command::new("kill")
         .args(["-CONT", &pid])
         .status()
