@@ -454,6 +454,10 @@ fn remote_mac_flood_and_neighbor_programming() {
         .await
         .expect("apply");
         assert_remote_mac(&ns, "vx100", "br100", m1, "10.0.0.3");
+        // Every write was acknowledged as such (not merely repaired later).
+        let st = h.stats();
+        assert!(st.netlink_writes >= 2, "{st:?}");
+        assert_eq!(st.netlink_errors, 0, "writes reported as failed: {st:?}");
         // Coalescing inside a batch: the last intent wins.
         h.apply(vec![
             Intent::RemoteMacRemove {

@@ -107,10 +107,8 @@ fn config(ns: &str, neighbors: &[Ipv4Addr], vnis: &[u32]) -> String {
         // VNI 300's devices are the operator's (create = false).
         c = if *v == 300 {
             c.vni_config(VniConfig {
-                id: 300,
-                bridge: "br300".into(),
                 create: false,
-                flood: "ingress-replication".into(),
+                ..VniConfig::new(300)
             })
         } else {
             c.vni(*v)

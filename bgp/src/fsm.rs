@@ -115,6 +115,11 @@ pub enum StopReason {
     CollisionResolution,
     /// Connection refused by configuration or state (subcode 5).
     ConnectionRejected,
+    /// We are about to restart with forwarding state kept (RFC 4724 §4):
+    /// the connection is closed without a NOTIFICATION, which would end
+    /// graceful restart at the peer and make it withdraw our routes
+    /// (RFC 4724 §4.2; RFC 8538 only changes that with the N bit).
+    GracefulRestart,
 }
 
 impl StopReason {
@@ -125,7 +130,14 @@ impl StopReason {
             StopReason::AdminReset => notif::CEASE_ADMIN_RESET,
             StopReason::CollisionResolution => notif::CEASE_COLLISION_RESOLUTION,
             StopReason::ConnectionRejected => notif::CEASE_CONNECTION_REJECTED,
+            // Never sent (see `sends_cease`); what the stop amounts to.
+            StopReason::GracefulRestart => notif::CEASE_ADMIN_SHUTDOWN,
         }
+    }
+
+    /// Whether stopping an opened session sends a Cease NOTIFICATION.
+    pub fn sends_cease(self) -> bool {
+        self != StopReason::GracefulRestart
     }
 
     /// Whether the FSM restarts by itself after this stop.
@@ -240,6 +252,11 @@ pub struct GracefulRestartConfig {
     pub forwarding_state: bool,
     /// We are restarting (R bit): set for the first session after a start.
     pub restarting: bool,
+    /// Announce the capability without any AFI/SAFI (RFC 4724 §3): we keep
+    /// no routes of ours alive across our own restart, but peers learn that
+    /// we understand End-of-RIB. FRR sends End-of-RIB only to peers that
+    /// announced the capability, and we need it to end a restart window.
+    pub helper_only: bool,
 }
 
 impl Default for GracefulRestartConfig {
@@ -248,6 +265,7 @@ impl Default for GracefulRestartConfig {
             restart_time: 120,
             forwarding_state: true,
             restarting: false,
+            helper_only: false,
         }
     }
 }
@@ -348,11 +366,14 @@ impl FsmConfig {
                 restarting: gr.restarting,
                 notification: false,
                 restart_time: gr.restart_time.min(0x0fff),
-                afi_safis: self
-                    .afi_safis
-                    .iter()
-                    .map(|a| (*a, gr.forwarding_state))
-                    .collect(),
+                afi_safis: if gr.helper_only {
+                    Vec::new()
+                } else {
+                    self.afi_safis
+                        .iter()
+                        .map(|a| (*a, gr.forwarding_state))
+                        .collect()
+                },
             }));
         }
         Open {
@@ -577,10 +598,12 @@ impl<N: Nlri> Fsm<N> {
     /// Stop on purpose: Cease if an OPEN went out, back to Idle.
     fn stop(&mut self, reason: StopReason, out: &mut Vec<Action<N>>) {
         let was = self.state;
-        if matches!(
-            was,
-            State::OpenSent | State::OpenConfirm | State::Established
-        ) {
+        if reason.sends_cease()
+            && matches!(
+                was,
+                State::OpenSent | State::OpenConfirm | State::Established
+            )
+        {
             out.push(Action::SendMessage(Message::Notification(notification(
                 notif::CEASE,
                 reason.cease_subcode(),

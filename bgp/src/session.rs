@@ -497,6 +497,13 @@ impl<N: Nlri + Send + Sync + 'static> Speaker<N> {
     /// Cease / Administrative Shutdown to every peer, stop listening, end
     /// all tasks.
     pub async fn shutdown(&self) {
+        self.shutdown_with(StopReason::AdminShutdown).await
+    }
+
+    /// Stop every session with `reason` (e.g. [`StopReason::GracefulRestart`]
+    /// to close them without a NOTIFICATION so that peers keep our routes
+    /// while we restart) and stop listening.
+    pub async fn shutdown_with(&self, reason: StopReason) {
         self.shared
             .shut_down
             .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -506,32 +513,12 @@ impl<N: Nlri + Send + Sync + 'static> Speaker<N> {
         let peers: Vec<(IpAddr, PeerHandle<N>)> = lock(&self.shared.peers).drain().collect();
         // Tell everyone first, then wait: the Ceases go out in parallel.
         for (_, h) in &peers {
-            let _ = h.ctrl.send(PeerCmd::Stop(StopReason::AdminShutdown)).await;
+            let _ = h.ctrl.send(PeerCmd::Stop(reason)).await;
         }
         for (addr, h) in peers {
             wait_task(addr, h.task).await;
         }
         info!("bgp speaker shut down");
-    }
-
-    /// Stop for a restart under graceful restart (RFC 4724 §4): close every
-    /// connection WITHOUT a NOTIFICATION, so that peers that negotiated GR
-    /// keep our routes (stale) until we are back and send End-of-RIB. A
-    /// Cease would make them drop our routes at once.
-    pub async fn shutdown_for_restart(&self) {
-        self.shared
-            .shut_down
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        if let Some(t) = lock(&self.shared.accept_task).take() {
-            t.abort();
-        }
-        let peers: Vec<(IpAddr, PeerHandle<N>)> = lock(&self.shared.peers).drain().collect();
-        for (_, h) in peers {
-            // Dropping the task drops its sockets: a plain TCP close.
-            h.task.abort();
-            let _ = h.task.await;
-        }
-        info!("bgp speaker stopped for restart (no NOTIFICATION sent)");
     }
 }
 

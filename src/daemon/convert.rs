@@ -168,17 +168,27 @@ pub fn peer_config(cfg: &Config, n: &NeighborConfig, restarting: bool) -> PeerCo
     p.passive = n.passive;
     p.password = n.password.clone();
     p.afi_safis = vec![AfiSafi::L2VPN_EVPN];
-    p.graceful_restart = cfg
-        .bgp
-        .graceful_restart
-        .enable
-        .then(|| GracefulRestartConfig {
+    p.graceful_restart = Some(if cfg.bgp.graceful_restart.enable {
+        GracefulRestartConfig {
             restart_time: u16::try_from(cfg.bgp.graceful_restart.restart_time.as_secs())
                 .unwrap_or(4095)
                 .min(4095),
             forwarding_state: true,
             restarting,
-        });
+            helper_only: false,
+        }
+    } else {
+        // Without graceful restart we still announce the capability with
+        // no AFI/SAFI so that peers send End-of-RIB (FRR does not send it
+        // otherwise), which ends the adoption window after a start instead
+        // of the 120 s fallback.
+        GracefulRestartConfig {
+            restart_time: 0,
+            forwarding_state: false,
+            restarting: false,
+            helper_only: true,
+        }
+    });
     p
 }
 
@@ -302,6 +312,25 @@ mod tests {
             advertise_local: true,
             arp_suppress: true,
         }
+    }
+
+    #[test]
+    fn gr_capability_always_announced_afis_only_when_enabled() {
+        let text = "[bgp]\nasn = 65000\nrouter_id = \"10.0.0.1\"\nlocal_address = \"10.0.0.1\"\n\n[[bgp.neighbor]]\naddress = \"10.0.0.2\"\n\n[vtep]\nlocal_ip = \"10.0.0.1\"\n";
+        let cfg = evpnd_config::parse(text, "t.toml").unwrap();
+        let n = &cfg.bgp.neighbors[0];
+        let gr = peer_config(&cfg, n, false).graceful_restart.unwrap();
+        assert!(gr.helper_only && !gr.forwarding_state);
+        let text = text.replace(
+            "local_address = \"10.0.0.1\"\n",
+            "local_address = \"10.0.0.1\"\n[bgp.graceful_restart]\nenable = true\nrestart_time = 90\n",
+        );
+        let cfg = evpnd_config::parse(&text, "t.toml").unwrap();
+        let gr = peer_config(&cfg, &cfg.bgp.neighbors[0], true)
+            .graceful_restart
+            .unwrap();
+        assert!(!gr.helper_only && gr.forwarding_state && gr.restarting);
+        assert_eq!(gr.restart_time, 90);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use evpnd_bgp::fsm::StopReason;
 use evpnd_bgp::session::{ClearKind, Speaker, SpeakerEvent};
 use evpnd_bgp::AfiSafi;
 use evpnd_config::Config;
@@ -901,13 +902,15 @@ impl Core {
     async fn shutdown(&mut self) {
         // Kernel entries stay: forwarding continues while we are away and the
         // next start adopts them (never flush on restart). With graceful
-        // restart the sessions end without a NOTIFICATION so that the route
-        // reflectors keep our routes until we are back (RFC 4724 §4).
-        if self.cfg.bgp.graceful_restart.enable {
-            self.speaker.shutdown_for_restart().await;
+        // restart the sessions close without a Cease, so the peers keep our
+        // routes for the restart time (RFC 4724 §4.2) and the remote VTEPs
+        // keep forwarding to us; a Cease would make them withdraw at once.
+        let reason = if self.cfg.bgp.graceful_restart.enable {
+            StopReason::GracefulRestart
         } else {
-            self.speaker.shutdown().await;
-        }
+            StopReason::AdminShutdown
+        };
+        self.speaker.shutdown_with(reason).await;
         let _ = std::fs::remove_file(&self.cfg.control.socket);
     }
 }

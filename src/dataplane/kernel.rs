@@ -508,18 +508,15 @@ pub async fn write_all(
             async move {
                 let res = tokio::time::timeout(REQUEST_TIMEOUT, async move {
                     let mut resp = h.request(msg).map_err(|_| NetlinkError::Send)?;
-                    // netlink-proto consumes the ack (error code 0) of an
-                    // NLM_F_ACK request and just ends the stream (it only
-                    // forwards acks with `set_forward_ack`, which would
-                    // turn every success of rtnetlink's own requests into
-                    // an error): an end without an error message is success.
+                    // netlink-proto consumes a successful ack (code 0) itself
+                    // and ends the stream (rtnetlink's request builders rely
+                    // on that), so a stream that ends without an error
+                    // message is an acknowledged write. Only errors reach us.
                     let mut out = Ok(());
                     while let Some(m) = resp.next().await {
-                        if let NetlinkPayload::Error(e) = m.payload {
-                            out = match e.code {
-                                None => Ok(()),
-                                Some(c) => Err(NetlinkError::Kernel(-c.get())),
-                            };
+                        out = ack_result(&m.payload);
+                        if out.is_err() {
+                            break;
                         }
                     }
                     out
@@ -534,6 +531,19 @@ pub async fn write_all(
         })
         .collect();
     stream::iter(futs).buffered(WRITE_WINDOW).collect().await
+}
+
+/// What one answer to a write means: an error message with a code is the
+/// kernel refusing it; an ack (no code) or anything else is not a failure.
+fn ack_result(p: &NetlinkPayload<RouteNetlinkMessage>) -> Result<(), NetlinkError> {
+    match p {
+        NetlinkPayload::Error(e) => match e.code {
+            None => Ok(()),
+            Some(c) => Err(NetlinkError::Kernel(-c.get())),
+        },
+        NetlinkPayload::Overrun(_) => Err(NetlinkError::Unexpected),
+        _ => Ok(()),
+    }
 }
 
 /// Dump a whole table; `msg` is the request payload.
@@ -604,6 +614,17 @@ mod tests {
 
     fn vni(v: u32) -> Vni {
         Vni::new(v).unwrap_or_else(|| panic!("bad test vni"))
+    }
+
+    #[test]
+    fn ack_is_success_and_error_code_is_kernel_error() {
+        let mut ack = netlink_packet_core::ErrorMessage::default();
+        assert_eq!(ack_result(&NetlinkPayload::Error(ack.clone())), Ok(()));
+        ack.code = std::num::NonZeroI32::new(-libc::EEXIST);
+        assert_eq!(
+            ack_result(&NetlinkPayload::Error(ack)),
+            Err(NetlinkError::Kernel(libc::EEXIST))
+        );
     }
 
     #[test]

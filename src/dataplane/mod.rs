@@ -71,6 +71,14 @@
 //! re-learns on a local port (the VM moved here) yields a `MacAdd`, and
 //! reconciliation leaves that entry to the RIB instead of stealing it back.
 //!
+//! IP bindings come from the neighbor table of the bridge, as zebra's come
+//! from the SVI: the bridge needs an address in the VMs' subnet for the
+//! kernel to keep neighbor entries there (ARP/ND from the host itself, or
+//! `arp_accept`/gratuitous ARP). A bridge without one yields MAC-only
+//! routes: VMs still reach each other, but remote VTEPs cannot suppress
+//! ARP for them (the requests are flooded). The e2e tests give the bridge
+//! an SVI address for the suppression test.
+//!
 //! # Use
 //! ```no_run
 //! # async fn demo(vnis: Vec<evpnd::dataplane::VniSpec>) -> Result<(), evpnd::dataplane::DataplaneError> {

@@ -20,7 +20,40 @@ pub struct VniConfig {
     pub bridge: String,
     /// evpnd creates the bridge and vxlan device itself.
     pub create: bool,
+    /// `ingress-replication`, `static` or `multicast`.
     pub flood: String,
+    /// `static_vteps` (flood = "static").
+    pub static_vteps: Vec<Ipv4Addr>,
+    /// `group` and `group_dev` (flood = "multicast").
+    pub group: Option<(Ipv4Addr, String)>,
+}
+
+impl VniConfig {
+    /// VNI `id` on bridge `br{id}`, created by evpnd, ingress replication.
+    pub fn new(id: u32) -> VniConfig {
+        VniConfig {
+            id,
+            bridge: format!("br{id}"),
+            create: true,
+            flood: "ingress-replication".into(),
+            static_vteps: Vec::new(),
+            group: None,
+        }
+    }
+
+    /// Head-end replication to a fixed VTEP list, no BGP needed.
+    pub fn static_flood(mut self, vteps: &[Ipv4Addr]) -> Self {
+        self.flood = "static".into();
+        self.static_vteps = vteps.to_vec();
+        self
+    }
+
+    /// BUM traffic to multicast `group` through underlay device `dev`.
+    pub fn multicast(mut self, group: Ipv4Addr, dev: &str) -> Self {
+        self.flood = "multicast".into();
+        self.group = Some((group, dev.to_string()));
+        self
+    }
 }
 
 /// Builder for evpnd's TOML configuration.
@@ -31,6 +64,8 @@ pub struct EvpndConfig {
     pub local_address: Ipv4Addr,
     pub listen_port: u16,
     pub hold_time: u16,
+    /// `[bgp.graceful_restart]` enabled with this restart time (seconds).
+    pub graceful_restart: Option<u16>,
     pub neighbors: Vec<Ipv4Addr>,
     pub local_ip: Ipv4Addr,
     pub vnis: Vec<VniConfig>,
@@ -47,6 +82,7 @@ impl EvpndConfig {
             local_address: vtep_ip,
             listen_port: 179,
             hold_time: 9,
+            graceful_restart: None,
             neighbors: Vec::new(),
             local_ip: vtep_ip,
             vnis: Vec::new(),
@@ -61,17 +97,24 @@ impl EvpndConfig {
 
     /// VNI `id` on bridge `br{id}`, created by evpnd, ingress replication.
     pub fn vni(mut self, id: u32) -> Self {
-        self.vnis.push(VniConfig {
-            id,
-            bridge: format!("br{id}"),
-            create: true,
-            flood: "ingress-replication".into(),
-        });
+        self.vnis.push(VniConfig::new(id));
         self
     }
 
     pub fn vni_config(mut self, v: VniConfig) -> Self {
         self.vnis.push(v);
+        self
+    }
+
+    /// Graceful restart (RFC 4724) with `restart_time` seconds.
+    pub fn graceful_restart(mut self, restart_time: u16) -> Self {
+        self.graceful_restart = Some(restart_time);
+        self
+    }
+
+    /// `bgp.listen_port` (0: do not listen).
+    pub fn listen_port(mut self, port: u16) -> Self {
+        self.listen_port = port;
         self
     }
 
@@ -89,6 +132,12 @@ impl EvpndConfig {
         let _ = writeln!(c, "local_address = \"{}\"", self.local_address);
         let _ = writeln!(c, "listen_port = {}", self.listen_port);
         let _ = writeln!(c, "hold_time = {}", self.hold_time);
+        if let Some(t) = self.graceful_restart {
+            let _ = writeln!(
+                c,
+                "\n[bgp.graceful_restart]\nenable = true\nrestart_time = {t}"
+            );
+        }
         for n in &self.neighbors {
             let _ = writeln!(c, "\n[[bgp.neighbor]]\naddress = \"{n}\"");
         }
@@ -102,6 +151,22 @@ impl EvpndConfig {
                 v.create,
                 toml_str(&v.flood)
             );
+            if !v.static_vteps.is_empty() {
+                let list: Vec<String> = v
+                    .static_vteps
+                    .iter()
+                    .map(|a| toml_str(&a.to_string()))
+                    .collect();
+                let _ = writeln!(c, "static_vteps = [{}]", list.join(", "));
+            }
+            if let Some((g, dev)) = &v.group {
+                let _ = writeln!(
+                    c,
+                    "group = {}\ngroup_dev = {}",
+                    toml_str(&g.to_string()),
+                    toml_str(dev)
+                );
+            }
         }
         let _ = writeln!(
             c,
@@ -269,6 +334,15 @@ impl Evpnd {
     /// Stop (SIGTERM, then SIGKILL) and start again with the same config.
     pub fn restart(&mut self) -> Result<()> {
         self.stop()?;
+        self.spawn()
+    }
+
+    /// Start again with the same config after [`stop`](Self::stop) or
+    /// [`kill`](Self::kill); no-op if it is running.
+    pub fn start_again(&mut self) -> Result<()> {
+        if self.child.is_some() {
+            return Ok(());
+        }
         self.spawn()
     }
 
@@ -455,6 +529,31 @@ mod tests {
         assert_eq!(v["vni"][0]["flood"].as_str(), Some("ingress-replication"));
         assert_eq!(v["control"]["socket"].as_str(), Some("/run/evpnd/h1.sock"));
         assert_eq!(v["vtep"]["local_ip"].as_str(), Some("10.255.0.2"));
+    }
+
+    #[test]
+    fn renders_static_and_multicast_flood() {
+        let a = Ipv4Addr::new(10, 254, 0, 1);
+        let c = EvpndConfig::new(65000, a, "h1")
+            .listen_port(0)
+            .graceful_restart(60)
+            .vni_config(VniConfig::new(100).static_flood(&[Ipv4Addr::new(10, 254, 0, 2)]))
+            .vni_config(VniConfig::new(200).multicast(Ipv4Addr::new(239, 1, 1, 1), "uplink"))
+            .render();
+        let v: toml::Value = toml::from_str(&c).unwrap();
+        assert_eq!(v["bgp"]["listen_port"].as_integer(), Some(0));
+        assert!(v["bgp"].get("neighbor").is_none());
+        assert_eq!(
+            v["bgp"]["graceful_restart"]["restart_time"].as_integer(),
+            Some(60)
+        );
+        assert_eq!(v["vni"][0]["flood"].as_str(), Some("static"));
+        assert_eq!(v["vni"][0]["static_vteps"][0].as_str(), Some("10.254.0.2"));
+        assert_eq!(v["vni"][1]["flood"].as_str(), Some("multicast"));
+        assert_eq!(v["vni"][1]["group"].as_str(), Some("239.1.1.1"));
+        assert_eq!(v["vni"][1]["group_dev"].as_str(), Some("uplink"));
+        let parsed = evpnd_config::parse(&c, "t.toml");
+        assert!(parsed.is_ok(), "{parsed:?}");
     }
 
     #[test]

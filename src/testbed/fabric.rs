@@ -63,6 +63,8 @@ pub struct FabricBuilder {
     timers: (u16, u16),
     evpnd_binary: Option<PathBuf>,
     evpnd_creates_devices: bool,
+    evpnd_graceful_restart: Option<u16>,
+    rr_static_neighbors: bool,
     start_timeout: Duration,
 }
 
@@ -79,6 +81,8 @@ impl FabricBuilder {
             timers: (3, 9),
             evpnd_binary: None,
             evpnd_creates_devices: true,
+            evpnd_graceful_restart: None,
+            rr_static_neighbors: false,
             start_timeout: Duration::from_secs(30),
         }
     }
@@ -131,6 +135,20 @@ impl FabricBuilder {
     /// evpnd hosts and configures `create = false`.
     pub fn evpnd_creates_devices(mut self, yes: bool) -> Self {
         self.evpnd_creates_devices = yes;
+        self
+    }
+
+    /// evpnd hosts announce graceful restart (RFC 4724) with this
+    /// restart time in seconds.
+    pub fn evpnd_graceful_restart(mut self, restart_time: u16) -> Self {
+        self.evpnd_graceful_restart = Some(restart_time);
+        self
+    }
+
+    /// The FRR route reflector lists the hosts as static neighbors instead
+    /// of a listen range (FRR keeps graceful-restart state only for those).
+    pub fn rr_static_neighbors(mut self, yes: bool) -> Self {
+        self.rr_static_neighbors = yes;
         self
     }
 
@@ -221,6 +239,9 @@ impl FabricBuilder {
             RrKind::Frr => {
                 let mut p = RrParams::new(self.asn, SPINE_IP, VTEP_RANGE);
                 p.timers = self.timers;
+                if self.rr_static_neighbors {
+                    p.static_neighbors = fabric.hosts.iter().map(|h| h.vtep_ip).collect();
+                }
                 fabric.rr_frr = Some(Frr::start(
                     &fabric.spine.handle(),
                     FrrConfig::route_reflector(&p),
@@ -253,13 +274,11 @@ impl FabricBuilder {
                     let mut cfg = EvpndConfig::new(self.asn, host.vtep_ip, host.ns.name())
                         .hold_time(self.timers.1);
                     cfg.neighbors = peers;
+                    cfg.graceful_restart = self.evpnd_graceful_restart;
                     for &vni in &self.vnis {
-                        cfg = cfg.vni_config(VniConfig {
-                            id: vni,
-                            bridge: format!("br{vni}"),
-                            create: self.evpnd_creates_devices,
-                            flood: "ingress-replication".into(),
-                        });
+                        let mut v = VniConfig::new(vni);
+                        v.create = self.evpnd_creates_devices;
+                        cfg = cfg.vni_config(v);
                     }
                     let mut e = Evpnd::start_with(&host.ns.handle(), &bin, &cfg)?;
                     e.wait_ready(self.start_timeout)?;
@@ -310,7 +329,10 @@ pub struct Vm {
 }
 
 impl Vm {
-    fn create(prefix: &str, host_ns: &Netns, host: usize, vni: u32, k: usize) -> Result<Vm> {
+    /// A VM namespace (prefix `prefix`) with `eth0` addressed as described
+    /// in the module docs, its peer `v{vni}-{k}` left unattached in
+    /// `host_ns`.
+    pub fn create(prefix: &str, host_ns: &Netns, host: usize, vni: u32, k: usize) -> Result<Vm> {
         let ns = Netns::new(prefix)?;
         let (h8, k8) = ((host + 1) as u8, (k + 1) as u8);
         let ip = Ipv4Addr::new(172, 16 + (vni % 16) as u8, h8, k8);

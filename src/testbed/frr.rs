@@ -66,6 +66,11 @@ pub struct RrParams {
     pub timers: (u16, u16),
     /// Also run zebra.
     pub zebra: bool,
+    /// Configure these clients as static neighbors (in the peer group)
+    /// instead of `bgp listen range`. FRR deletes a dynamic neighbor when
+    /// its session drops, so it keeps no graceful-restart stale routes for
+    /// it (FRRouting/frr#10310); restart tests need static neighbors.
+    pub static_neighbors: Vec<Ipv4Addr>,
 }
 
 impl RrParams {
@@ -77,6 +82,7 @@ impl RrParams {
             listen_range: listen_range.to_string(),
             timers: (3, 9),
             zebra: false,
+            static_neighbors: Vec::new(),
         }
     }
 }
@@ -117,7 +123,12 @@ impl FrrConfig {
         let _ = writeln!(c, " timers bgp {} {}", p.timers.0, p.timers.1);
         let _ = writeln!(c, " neighbor VTEPS peer-group");
         let _ = writeln!(c, " neighbor VTEPS remote-as {}", p.asn);
-        let _ = writeln!(c, " bgp listen range {} peer-group VTEPS", p.listen_range);
+        if p.static_neighbors.is_empty() {
+            let _ = writeln!(c, " bgp listen range {} peer-group VTEPS", p.listen_range);
+        }
+        for n in &p.static_neighbors {
+            let _ = writeln!(c, " neighbor {n} peer-group VTEPS");
+        }
         let _ = writeln!(c, " !\n address-family l2vpn evpn");
         let _ = writeln!(c, "  neighbor VTEPS activate");
         let _ = writeln!(c, "  neighbor VTEPS route-reflector-client");

@@ -450,6 +450,74 @@ impl Tcpdump {
     }
 }
 
+/// A running `bridge monitor fdb` in a namespace: every FDB change (adds
+/// and `Deleted ...` lines) while it runs, e.g. to prove a daemon restart
+/// removed nothing.
+#[derive(Debug)]
+pub struct FdbMonitor {
+    child: ChildGuard,
+    out: std::path::PathBuf,
+    _dir: RunDir,
+}
+
+impl FdbMonitor {
+    /// MAC of the probe entry [`start`](Self::start) adds and deletes on
+    /// `probe_dev` (a daemon may advertise and withdraw it meanwhile).
+    pub const PROBE_MAC: &'static str = "02:ee:ee:ee:ee:ee";
+
+    /// Start monitoring; returns once the monitor has seen a probe entry
+    /// (a static FDB row added and deleted on `probe_dev`), so nothing
+    /// that happens afterwards is missed.
+    pub fn start(ns: &NsHandle, probe_dev: &str) -> Result<FdbMonitor> {
+        check_ifname(probe_dev)?;
+        let dir = RunDir::new(&format!("fdbmon-{}", ns.name()))?;
+        let out = dir.path().join("monitor.txt");
+        let mut cmd = ns.command(&["bridge", "monitor", "fdb"]);
+        let fo = std::fs::File::create(&out)
+            .map_err(|e| Error::io(format!("create {}", out.display()), e))?;
+        let fe = fo
+            .try_clone()
+            .map_err(|e| Error::io(format!("dup {}", out.display()), e))?;
+        cmd.stdin(std::process::Stdio::null()).stdout(fo).stderr(fe);
+        let child = ChildGuard::spawn_configured(cmd, "bridge monitor fdb")?;
+        let mut m = FdbMonitor {
+            child,
+            out,
+            _dir: dir,
+        };
+        // A locally administered MAC no VM uses.
+        let probe = Self::PROBE_MAC;
+        super::wait::wait_until(
+            std::time::Duration::from_secs(10),
+            &format!("bridge monitor in {} to report a probe entry", ns.name()),
+            || {
+                if !m.child.is_running() {
+                    return Err(Error::parse("bridge monitor", "exited"));
+                }
+                let _ = ns.run_unchecked(&[
+                    "bridge", "fdb", "replace", probe, "dev", probe_dev, "master", "static",
+                ]);
+                Ok(m.lines()?.iter().any(|l| l.starts_with(probe)))
+            },
+        )?;
+        ns.run(&["bridge", "fdb", "del", probe, "dev", probe_dev, "master"])?;
+        Ok(m)
+    }
+
+    /// Lines reported so far.
+    pub fn lines(&self) -> Result<Vec<String>> {
+        let text = std::fs::read_to_string(&self.out)
+            .map_err(|e| Error::io(format!("read {}", self.out.display()), e))?;
+        Ok(text.lines().map(str::to_string).collect())
+    }
+
+    /// Stop monitoring and return every line.
+    pub fn stop(mut self) -> Result<Vec<String>> {
+        self.child.stop()?;
+        self.lines()
+    }
+}
+
 fn parse_captured(summary: &str) -> Option<usize> {
     summary.lines().find_map(|l| {
         let l = l.trim();

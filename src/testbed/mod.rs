@@ -22,8 +22,8 @@ pub use fabric::{Fabric, FabricBuilder, Host, HostKind, RrKind, Vm};
 pub use frr::{EvpnRoute, Frr, FrrConfig, RrParams, VtepParams};
 pub use gobgp::{GoBgp, GobgpConfig};
 pub use links::{
-    brforward_count, bridge_fdb, fdb_add_local_batch, neighbors, nth_mac, ping, FdbRow, NeighRow,
-    PingResult, Tcpdump, VxlanSpec,
+    brforward_count, bridge_fdb, fdb_add_local_batch, neighbors, nth_mac, ping, FdbMonitor, FdbRow,
+    NeighRow, PingResult, Tcpdump, VxlanSpec,
 };
 pub use netns::{cleanup_own, cleanup_prefix, list_namespaces, Netns, NsHandle};
 pub use process::{rss_kib, ChildGuard, RunDir};

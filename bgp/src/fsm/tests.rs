@@ -192,6 +192,20 @@ fn connect_sends_open_on_connection() {
 }
 
 #[test]
+fn helper_only_gr_capability_lists_no_afi_safi() {
+    let mut c = FsmConfig::new(Asn(65000), LOCAL_ID);
+    c.graceful_restart = Some(GracefulRestartConfig {
+        restart_time: 0,
+        forwarding_state: false,
+        restarting: false,
+        helper_only: true,
+    });
+    let o = c.open_message();
+    assert!(o.capabilities.iter().any(|c| matches!(c,
+        Capability::GracefulRestart(g) if g.afi_safis.is_empty() && !g.restarting)));
+}
+
+#[test]
 fn open_uses_as_trans_for_wide_asn() {
     let c = FsmConfig::new(Asn(4_200_000_000), LOCAL_ID);
     let o = c.open_message();
@@ -832,6 +846,16 @@ fn manual_stop_cease_subcodes() {
                 .is_empty());
         }
     }
+}
+
+#[test]
+fn graceful_restart_stop_closes_without_notification() {
+    let mut f = established(cfg());
+    let a = f.handle(Event::ManualStop(StopReason::GracefulRestart));
+    assert!(notif_of(&a).is_none(), "{a:?}");
+    assert!(has(&a, &Action::CloseConnection));
+    assert_eq!(f.state(), State::Idle);
+    assert!(!f.auto_start());
 }
 
 #[test]
