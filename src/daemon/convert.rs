@@ -317,7 +317,14 @@ mod tests {
     #[test]
     fn gr_capability_always_announced_afis_only_when_enabled() {
         let text = "[bgp]\nasn = 65000\nrouter_id = \"10.0.0.1\"\nlocal_address = \"10.0.0.1\"\n\n[[bgp.neighbor]]\naddress = \"10.0.0.2\"\n\n[vtep]\nlocal_ip = \"10.0.0.1\"\n";
+        // On by default; the helper-only capability is for `enable = false`.
         let cfg = evpnd_config::parse(text, "t.toml").unwrap();
+        assert!(cfg.bgp.graceful_restart.enable);
+        let off = text.replace(
+            "local_address = \"10.0.0.1\"\n",
+            "local_address = \"10.0.0.1\"\n[bgp.graceful_restart]\nenable = false\n",
+        );
+        let cfg = evpnd_config::parse(&off, "t.toml").unwrap();
         let n = &cfg.bgp.neighbors[0];
         let gr = peer_config(&cfg, n, false).graceful_restart.unwrap();
         assert!(gr.helper_only && !gr.forwarding_state);
