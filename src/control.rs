@@ -61,6 +61,9 @@ pub enum Request {
         /// 2 (MAC/IP) or 3 (inclusive multicast).
         #[serde(default)]
         route_type: Option<u8>,
+        /// Only paths received from this peer.
+        #[serde(default)]
+        neighbor: Option<IpAddr>,
     },
     ShowVnis {
         #[serde(default)]
@@ -702,11 +705,12 @@ mod tests {
             vni: Some(100),
             mac: None,
             route_type: Some(2),
+            neighbor: None,
         };
         let s = serde_json::to_string(&r).unwrap();
         assert_eq!(
             s,
-            r#"{"command":"show_routes","vni":100,"mac":null,"route_type":2}"#
+            r#"{"command":"show_routes","vni":100,"mac":null,"route_type":2,"neighbor":null}"#
         );
         // Optional fields may be omitted by hand-written clients (socat, nc).
         let parsed: Request = serde_json::from_str(r#"{"command":"show_vnis"}"#).unwrap();

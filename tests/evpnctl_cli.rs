@@ -331,6 +331,8 @@ fn json_output_and_requests() {
             "AA-BB-CC-DD-EE-FF",
             "--type",
             "2",
+            "--neighbor",
+            "10.255.0.1",
         ],
     );
     assert_eq!(v.as_array().unwrap().len(), 4);
@@ -360,6 +362,7 @@ fn json_output_and_requests() {
         vni: Some(100),
         mac: Some("aa:bb:cc:dd:ee:ff".into()),
         route_type: Some(2),
+        neighbor: Some(addr),
     }));
     assert!(seen.contains(&Request::ClearNeighbor {
         address: addr,

@@ -169,6 +169,30 @@ fn evpnctl_metrics_and_logs_match_reality() {
         })
     })
     .unwrap();
+    // `--neighbor` keeps one RR's paths: each of them, and half of the lot.
+    for rr in [SPINE, RR2] {
+        let all = json(e, &["show", "routes", "--vni", "100"]);
+        let mine = json(
+            e,
+            &[
+                "show",
+                "routes",
+                "--vni",
+                "100",
+                "--neighbor",
+                &rr.to_string(),
+            ],
+        );
+        let mine = mine.as_array().unwrap();
+        assert!(mine.iter().all(|r| r["peer"] == rr.to_string()), "{mine:?}");
+        let remote = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["local"] == false)
+            .count();
+        assert_eq!(mine.len() * 2, remote, "{rr}: {mine:?}");
+    }
 
     // --- evpnctl --json against the kernel and FRR.
     let macs = json(e, &["show", "macs", "--vni", "100"]);

@@ -69,6 +69,9 @@ enum Show {
         /// Only routes of this EVPN type (2 = MAC/IP, 3 = inclusive multicast).
         #[arg(long = "type", value_parser = clap::value_parser!(u8).range(1..=5))]
         route_type: Option<u8>,
+        /// Only paths received from this neighbor.
+        #[arg(long)]
+        neighbor: Option<IpAddr>,
     },
     /// Configured VNIs (like `show evpn vni`); details with --vni.
     Vnis {
@@ -144,10 +147,15 @@ pub fn main() -> ExitCode {
         Command::Show(Show::Neighbors { neighbor, address }) => Request::ShowNeighbors {
             neighbor: neighbor.or(*address),
         },
-        Command::Show(Show::Routes { f, route_type }) => Request::ShowRoutes {
+        Command::Show(Show::Routes {
+            f,
+            route_type,
+            neighbor,
+        }) => Request::ShowRoutes {
             vni: f.vni,
             mac: f.mac.clone(),
             route_type: *route_type,
+            neighbor: *neighbor,
         },
         Command::Show(Show::Vnis { vni }) => Request::ShowVnis { vni: *vni },
         Command::Show(Show::Macs { f }) => Request::ShowMacs {

@@ -728,6 +728,7 @@ impl Core {
                 vni,
                 mac,
                 route_type,
+                neighbor,
             } => {
                 let mac = match parse_mac(mac.as_deref()) {
                     Ok(m) => m,
@@ -739,6 +740,7 @@ impl Core {
                     .map(|r| route_info(&r))
                     .filter(|r| vni.is_none_or(|v| r.vni == Some(v)))
                     .filter(|r| route_type.is_none_or(|t| r.route_type == t))
+                    .filter(|r| neighbor.is_none_or(|n| r.peer == Some(n)))
                     .filter(|r| {
                         mac.is_none_or(|m| r.mac.as_deref() == Some(m.to_string().as_str()))
                     })
