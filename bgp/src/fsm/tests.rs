@@ -191,6 +191,44 @@ fn connect_sends_open_on_connection() {
     assert!(open.capabilities.iter().any(|c| matches!(c, Capability::GracefulRestart(g) if g.restart_time == 120 && g.afi_safis == vec![(AfiSafi::L2VPN_EVPN, true)])));
 }
 
+/// The exact GR capability bytes on the wire (RFC 4724 §3), checked
+/// against what FRR 8.4 parses: code 64, length 6, flags+time word
+/// (R bit 0x8000, 12-bit time), then AFI 25, SAFI 70, F bit 0x80. An
+/// FRR 8.4 route reflector reports this peer as "Remote GR Mode: Helper"
+/// all the same, as it does an FRR VTEP with `bgp graceful-restart`: it
+/// keeps NSF state only for SAFIs up to MPLS VPN, never for EVPN.
+#[test]
+fn gr_capability_exact_bytes() {
+    let encoded = |restarting: bool| {
+        let mut c = FsmConfig::new(Asn(65000), LOCAL_ID);
+        c.graceful_restart = Some(GracefulRestartConfig {
+            restart_time: 60,
+            forwarding_state: true,
+            restarting,
+            helper_only: false,
+        });
+        let mut buf = bytes::BytesMut::new();
+        crate::codec::encode::<RawNlri>(
+            &Message::Open(c.open_message()),
+            &crate::codec::CodecOptions::default(),
+            &mut buf,
+        );
+        buf.to_vec()
+    };
+    let find = |msg: &[u8], cap: &[u8]| msg.windows(cap.len()).any(|w| w == cap);
+    // Optional parameter 2 (capabilities), length 8, capability 64, length 6.
+    let fresh = encoded(false);
+    assert!(
+        find(&fresh, &[2, 8, 64, 6, 0x00, 0x3c, 0x00, 0x19, 70, 0x80]),
+        "{fresh:02x?}"
+    );
+    let restarted = encoded(true);
+    assert!(
+        find(&restarted, &[2, 8, 64, 6, 0x80, 0x3c, 0x00, 0x19, 70, 0x80]),
+        "{restarted:02x?}"
+    );
+}
+
 #[test]
 fn helper_only_gr_capability_lists_no_afi_safi() {
     let mut c = FsmConfig::new(Asn(65000), LOCAL_ID);
