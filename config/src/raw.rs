@@ -39,6 +39,7 @@ pub(crate) struct RawBgp {
 pub(crate) struct RawGracefulRestart {
     pub enable: S<bool>,
     pub restart_time: S<i64>,
+    pub withdraw_hold_ms: S<i64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -57,6 +57,12 @@ pub struct GracefulRestartConfig {
     pub enable: bool,
     /// Restart time advertised in the capability (12 bits, at most 4095 s).
     pub restart_time: Duration,
+    /// How long a withdrawn remote entry stays in the kernel before it is
+    /// deleted; a re-advertisement in that time keeps it. Covers a peer's
+    /// restart behind a route reflector that withdraws on session close
+    /// instead of keeping stale routes (FRR 8.4 has no EVPN helper mode).
+    /// Zero: delete at once.
+    pub withdraw_hold: Duration,
 }
 
 /// `[[bgp.neighbor]]`, with every default resolved from `[bgp]`.

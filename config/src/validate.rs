@@ -19,6 +19,10 @@ pub(crate) const DEFAULT_LISTEN_PORT: u16 = 179;
 pub(crate) const DEFAULT_HOLD_TIME: u64 = 90;
 pub(crate) const DEFAULT_CONNECT_RETRY: u64 = 30;
 pub(crate) const DEFAULT_RESTART_TIME: u64 = 120;
+/// Long enough for a restarted peer to reconnect to a route reflector and
+/// re-advertise (about 1-2 s measured through FRR 8.4), short enough that
+/// a vanished VM's MAC does not linger.
+pub(crate) const DEFAULT_WITHDRAW_HOLD: Duration = Duration::from_secs(5);
 pub(crate) const DEFAULT_DSTPORT: u16 = 4789;
 pub(crate) const DEFAULT_DUP_MAX_MOVES: u32 = 5;
 pub(crate) const DEFAULT_DUP_WINDOW: u64 = 180;
@@ -288,6 +292,7 @@ fn build(raw: &RawConfig, sink: &mut Sink<'_>) -> Config {
         graceful_restart: GracefulRestartConfig {
             enable: false,
             restart_time: Duration::ZERO,
+            withdraw_hold: Duration::ZERO,
         },
         neighbors: Vec::new(),
     });
@@ -420,6 +425,7 @@ fn build_bgp(
         None => GracefulRestartConfig {
             enable: true,
             restart_time: Duration::from_secs(DEFAULT_RESTART_TIME),
+            withdraw_hold: DEFAULT_WITHDRAW_HOLD,
         },
         Some(g) => {
             let g = g.get_ref();
@@ -436,6 +442,15 @@ fn build_bgp(
                     )
                     .unwrap_or(DEFAULT_RESTART_TIME as i64),
                 ),
+                withdraw_hold: int_in(
+                    sink,
+                    &g.withdraw_hold_ms,
+                    "bgp.graceful_restart.withdraw_hold_ms",
+                    0..=60_000,
+                    " ms",
+                )
+                .map(|ms| Duration::from_millis(ms as u64))
+                .unwrap_or(DEFAULT_WITHDRAW_HOLD),
             }
         }
     };

@@ -9,6 +9,7 @@
 //! requests are answered by the core loop from its own tables.
 
 mod convert;
+mod hold;
 mod outbound;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -23,7 +24,7 @@ use evpnd_bgp::AfiSafi;
 use evpnd_config::Config;
 use evpnd_evpn::rib::{Outbound, Rib, RibEvent, RibInput, RibOutput, TimerRequest};
 use evpnd_evpn::route::EvpnNlri;
-use evpnd_evpn::{MacAddress, Vni};
+use evpnd_evpn::{Intent, MacAddress, Vni};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
@@ -163,6 +164,8 @@ struct Core {
     /// Adopted kernel entries wait for this (None once swept).
     sweep_deadline: Option<Instant>,
     vni_up: BTreeMap<Vni, bool>,
+    /// Removals of remote entries not yet handed to the dataplane.
+    withdraw_hold: hold::WithdrawHold,
 }
 
 impl Core {
@@ -197,6 +200,7 @@ impl Core {
             // of ours until the sweep; always end the window.
             sweep_deadline: Some(Instant::now() + sweep_after),
             vni_up: BTreeMap::new(),
+            withdraw_hold: hold::WithdrawHold::new(cfg.bgp.graceful_restart.withdraw_hold),
             cfg,
         }
     }
@@ -310,6 +314,11 @@ impl Core {
                         self.stale_timers.remove(&peer);
                         info!(%peer, "graceful restart time over: removing its stale routes");
                         inputs.push(RibInput::StaleTimerExpired { peer });
+                    }
+                    let due = self.withdraw_hold.due(now);
+                    if !due.is_empty() {
+                        debug!(count = due.len(), "withdraw hold over: removing entries");
+                        self.apply_intents(due).await;
                     }
                     if self.sweep_deadline.is_some_and(|d| d <= now) {
                         info!("restart window over before every peer sent End-of-RIB");
@@ -459,17 +468,30 @@ impl Core {
                 }
             }
         }
-        if !intents.is_empty() {
-            let n = intents.len();
-            let t0 = Instant::now();
-            if let Err(e) = self.dp.apply(intents).await {
-                error!(error = %e, "dataplane did not take {n} intents");
-            }
-            self.metrics.observe_apply_latency(t0.elapsed());
+        let intents = self.withdraw_hold.filter(intents, Instant::now());
+        let kept = self.withdraw_hold.take_cancelled();
+        if kept > 0 {
+            info!(
+                count = kept,
+                "re-advertised within the withdraw hold: kernel entries kept"
+            );
         }
+        self.apply_intents(intents).await;
         for o in outbound {
             self.send(o).await;
         }
+    }
+
+    async fn apply_intents(&mut self, intents: Vec<Intent>) {
+        if intents.is_empty() {
+            return;
+        }
+        let n = intents.len();
+        let t0 = Instant::now();
+        if let Err(e) = self.dp.apply(intents).await {
+            error!(error = %e, "dataplane did not take {n} intents");
+        }
+        self.metrics.observe_apply_latency(t0.elapsed());
     }
 
     fn targets(&self, to: Option<IpAddr>) -> Vec<IpAddr> {
