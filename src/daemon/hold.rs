@@ -159,10 +159,7 @@ mod tests {
             mac: mac(1),
             vtep: vtep(2),
         };
-        assert_eq!(
-            h.filter(vec![add.clone()], t0 + Duration::from_secs(2)),
-            vec![add]
-        );
+        assert_eq!(h.filter(vec![add], t0 + Duration::from_secs(2)), vec![add]);
         assert_eq!(h.take_cancelled(), 1);
         // The flood entry was not re-added: its removal goes out on time.
         assert_eq!(
@@ -184,8 +181,8 @@ mod tests {
             vni: V(),
             ip: vtep(9),
         };
-        h.filter(vec![rm.clone()], t0);
-        h.filter(vec![rm.clone()], t0 + Duration::from_secs(3));
+        h.filter(vec![rm], t0);
+        h.filter(vec![rm], t0 + Duration::from_secs(3));
         assert_eq!(h.next_deadline(), Some(t0 + Duration::from_secs(5)));
         assert_eq!(h.due(t0 + Duration::from_secs(5)), vec![rm]);
     }
