@@ -14,11 +14,81 @@ const PINGS: u32 = 500;
 /// monitor fdb`), at most 1% of the pings are lost, and both tables end
 /// exact once the sessions are back and the End-of-RIB sweep ran.
 ///
-/// Full mesh, not an FRR RR: FRR 8.4 keeps no graceful-restart state for
-/// L2VPN EVPN (it shows evpnd's capability as "Remote GR Mode: Helper" and
-/// withdraws on session close), so behind it the remote host's rows
-/// survive only when the withdraw and re-advertisement happen to coalesce.
-pub fn restart_keeps_entries(mut fabric: Fabric, want: &[BTreeSet<String>]) {
+/// Full mesh: host 1 is the graceful-restart helper itself. Behind an FRR
+/// RR see [`restart_via_frr_rr_keeps_entries`].
+pub fn restart_keeps_entries(fabric: Fabric, want: &[BTreeSet<String>]) {
+    let peer0 = fabric.hosts[0].vtep_ip.to_string();
+    restart_core(fabric, want, &|fabric: &Fabric| {
+        // Host 1's evpnd sees the session close without a NOTIFICATION
+        // and keeps host 0's routes as stale (RFC 4724 §4.2).
+        let ev1 = fabric.hosts[1].evpnd.as_ref().unwrap();
+        wait_until(TIMEOUT, "host 1 to see host 0's session down", || {
+            Ok(!ev1
+                .neighbors()?
+                .iter()
+                .any(|n| n.address == peer0 && n.is_established()))
+        })
+        .unwrap();
+    });
+}
+
+/// The same restart behind an FRR 8.4 route reflector (static neighbors):
+/// the RR keeps no stale EVPN routes for host 0 (no EVPN graceful-restart
+/// helper in FRR 8.4) and withdraws them when the session closes; host 1
+/// holds the withdraw (`withdraw_hold_ms`) and host 0's re-advertisement
+/// cancels it, so host 1's rows never change. Afterwards the RR has host
+/// 0's routes again, none of its paths is stale, and both tables are exact.
+pub fn restart_via_frr_rr_keeps_entries(fabric: Fabric, want: &[BTreeSet<String>]) {
+    let vtep0 = fabric.hosts[0].vtep_ip;
+    let vm0_mac = fabric.vms_of(0, VNI).next().unwrap().mac.clone();
+    let log1 = fabric.hosts[1].evpnd.as_ref().unwrap().log().to_path_buf();
+    let kept_before = std::fs::read_to_string(&log1)
+        .unwrap_or_default()
+        .matches(HOLD_KEPT)
+        .count();
+    let fabric = restart_core(fabric, want, &|fabric: &Fabric| {
+        let rr = fabric.rr_frr.as_ref().unwrap();
+        wait_until(TIMEOUT, "the RR to see host 0's session down", || {
+            Ok(rr.bgp_neighbor_state(vtep0)?.as_deref() != Some("Established"))
+        })
+        .unwrap();
+    });
+    let rr = fabric.rr_frr.as_ref().unwrap();
+    wait_until(TIMEOUT, "host 0's VM MAC back at the RR", || {
+        crate::rr_has_mac(&fabric, &vm0_mac)
+    })
+    .unwrap();
+    let v = rr
+        .vtysh_json("show bgp l2vpn evpn json")
+        .unwrap()
+        .to_string();
+    assert!(
+        !v.contains("\"stale\":true"),
+        "stale paths left at the RR after the restart: {v}"
+    );
+    // The RR did withdraw (FRR 8.4) and host 1 kept its rows because host
+    // 0 came back within the hold: the path this test is about ran.
+    let kept_after = std::fs::read_to_string(&log1)
+        .unwrap_or_default()
+        .matches(HOLD_KEPT)
+        .count();
+    assert!(
+        kept_after > kept_before,
+        "host 1 never cancelled a held withdraw: did the RR withdraw at all?"
+    );
+}
+
+/// What evpnd logs when a re-advertisement cancels a held withdraw.
+const HOLD_KEPT: &str = "re-advertised within the withdraw hold";
+
+/// Flood, stop host 0's evpnd, `wait_down` for its peer to notice, check
+/// host 1's rows, start it again; then loss, exact rows, the sweep and no
+/// deleted row. Gives the fabric back for more checks.
+fn restart_core(
+    mut fabric: Fabric,
+    want: &[BTreeSet<String>],
+    wait_down: &dyn Fn(&Fabric),
+) -> Fabric {
     let vm0 = fabric.vms_of(0, VNI).next().unwrap();
     let vm1 = fabric.vms_of(1, VNI).next().unwrap();
     let monitors: Vec<FdbMonitor> = fabric
@@ -30,6 +100,16 @@ pub fn restart_keeps_entries(mut fabric: Fabric, want: &[BTreeSet<String>]) {
             FdbMonitor::start(&host.ns, port).unwrap()
         })
         .collect();
+    // Each monitor's probe row was a local MAC for a moment: the daemons
+    // advertised and withdrew it, and the remote side holds the withdraw
+    // (withdraw_hold_ms). Start from exact tables.
+    for (h, w) in want.iter().enumerate() {
+        wait_rows_exact(
+            &fabric.hosts[h].ns.handle(),
+            w,
+            &format!("h{h} rows after the monitor probes"),
+        );
+    }
 
     let dir = RunDir::new(&format!("pingflood-{}", vm0.ns.name())).unwrap();
     let out = dir.path().join("ping.txt");
@@ -47,18 +127,9 @@ pub fn restart_keeps_entries(mut fabric: Fabric, want: &[BTreeSet<String>]) {
     })
     .unwrap();
 
-    // Stop. Host 1's evpnd sees the session close without a NOTIFICATION
-    // and keeps host 0's routes as stale (RFC 4724 §4.2): its rows stay.
+    // Stop: the session closes without a NOTIFICATION; host 1's rows stay.
     fabric.hosts[0].evpnd.as_mut().unwrap().stop().unwrap();
-    let peer0 = fabric.hosts[0].vtep_ip.to_string();
-    let ev1 = fabric.hosts[1].evpnd.as_ref().unwrap();
-    wait_until(TIMEOUT, "host 1 to see host 0's session down", || {
-        Ok(!ev1
-            .neighbors()?
-            .iter()
-            .any(|n| n.address == peer0 && n.is_established()))
-    })
-    .unwrap();
+    wait_down(&fabric);
     assert_eq!(
         crate::vxlan_rows(&fabric.hosts[1].ns.handle()).unwrap(),
         want[1],
@@ -120,4 +191,5 @@ pub fn restart_keeps_entries(mut fabric: Fabric, want: &[BTreeSet<String>]) {
         );
     }
     swept.unwrap();
+    fabric
 }
