@@ -90,6 +90,18 @@ impl WithdrawHold {
         out
     }
 
+    /// Hand out the held removal of remote MAC `mac` now: the MAC was
+    /// learned locally, and a remote entry still wanted by the dataplane
+    /// would be written back over the local one by reconciliation.
+    pub fn release_mac(&mut self, vni: Vni, mac: MacAddress) -> Option<Intent> {
+        self.held.remove(&Key::Mac(vni, mac)).map(|(i, _)| i)
+    }
+
+    /// Same for a neighbor entry whose IP is now a local binding.
+    pub fn release_neigh(&mut self, vni: Vni, ip: IpAddr) -> Option<Intent> {
+        self.held.remove(&Key::Neigh(vni, ip)).map(|(i, _)| i)
+    }
+
     /// Held removals whose time is up, oldest deadline first.
     pub fn due(&mut self, now: Instant) -> Vec<Intent> {
         let mut due: Vec<(Instant, Key)> = self
@@ -171,6 +183,20 @@ mod tests {
         );
         assert_eq!(h.len(), 0);
         assert_eq!(h.next_deadline(), None);
+    }
+
+    #[test]
+    fn local_learn_releases_held_removal_at_once() {
+        let t0 = Instant::now();
+        let mut h = WithdrawHold::new(Duration::from_secs(5));
+        let rm = Intent::RemoteMacRemove {
+            vni: V(),
+            mac: mac(7),
+        };
+        h.filter(vec![rm], t0);
+        assert_eq!(h.release_mac(V(), mac(8)), None);
+        assert_eq!(h.release_mac(V(), mac(7)), Some(rm));
+        assert_eq!(h.len(), 0);
     }
 
     #[test]

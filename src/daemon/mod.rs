@@ -166,6 +166,8 @@ struct Core {
     vni_up: BTreeMap<Vni, bool>,
     /// Removals of remote entries not yet handed to the dataplane.
     withdraw_hold: hold::WithdrawHold,
+    /// Held removals a local learn released: applied before the next pass.
+    released: Vec<Intent>,
 }
 
 impl Core {
@@ -201,6 +203,7 @@ impl Core {
             sweep_deadline: Some(Instant::now() + sweep_after),
             vni_up: BTreeMap::new(),
             withdraw_hold: hold::WithdrawHold::new(cfg.bgp.graceful_restart.withdraw_hold),
+            released: Vec::new(),
             cfg,
         }
     }
@@ -339,6 +342,10 @@ impl Core {
                 _ = term.recv() => { info!("SIGTERM: stopping"); return Ok(()); }
                 _ = int.recv() => { info!("SIGINT: stopping"); return Ok(()); }
             }
+            if !self.released.is_empty() {
+                let released = std::mem::take(&mut self.released);
+                self.apply_intents(released).await;
+            }
             if !inputs.is_empty() {
                 self.feed(inputs).await;
             }
@@ -419,6 +426,14 @@ impl Core {
     }
 
     fn local_event(&mut self, ev: LocalEvent, inputs: &mut Vec<RibInput>) {
+        // A remote entry whose removal is held must not fight a local learn
+        // of the same MAC or IP: remove it now.
+        let released = match ev {
+            LocalEvent::MacAdd { vni, mac } => self.withdraw_hold.release_mac(vni, mac),
+            LocalEvent::NeighAdd { vni, ip, .. } => self.withdraw_hold.release_neigh(vni, ip),
+            _ => None,
+        };
+        self.released.extend(released);
         match ev {
             LocalEvent::MacAdd { vni, mac } if !self.quiet_macs.contains(&vni) => {
                 inputs.push(RibInput::LocalMacAdd { vni, mac })
