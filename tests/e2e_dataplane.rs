@@ -366,11 +366,24 @@ fn restart_under_ping_flood_keeps_entries() {
 /// deleted, at most 1% loss, RR has host 0's routes again, none stale.
 #[test]
 fn restart_via_frr_rr_under_ping_flood_keeps_entries() {
+    restart_via_frr_rr("eedgr", true);
+}
+
+/// The same with `bgp listen range` at the RR: FRR deletes a dynamic
+/// neighbor (and its routes) when the session drops; the hold covers it
+/// the same way.
+#[test]
+fn restart_via_frr_rr_listen_range_keeps_entries() {
+    restart_via_frr_rr("eedgl", false);
+}
+
+fn restart_via_frr_rr(prefix: &str, static_neighbors: bool) {
     if !ready() {
         return;
     }
-    let fabric = evpnd_fabric_with("eedgr", RrKind::Frr, 1, |b| {
-        b.evpnd_graceful_restart(60).rr_static_neighbors(true)
+    let fabric = evpnd_fabric_with(prefix, RrKind::Frr, 1, |b| {
+        b.evpnd_graceful_restart(60)
+            .rr_static_neighbors(static_neighbors)
     });
     ping_across(&fabric);
     let want: Vec<BTreeSet<String>> = (0..2)

@@ -91,24 +91,22 @@ fn restart_core(
 ) -> Fabric {
     let vm0 = fabric.vms_of(0, VNI).next().unwrap();
     let vm1 = fabric.vms_of(1, VNI).next().unwrap();
-    let monitors: Vec<FdbMonitor> = fabric
-        .hosts
-        .iter()
-        .enumerate()
-        .map(|(h, host)| {
-            let port = &fabric.vms_of(h, VNI).next().unwrap().host_if;
-            FdbMonitor::start(&host.ns, port).unwrap()
-        })
-        .collect();
-    // Each monitor's probe row was a local MAC for a moment: the daemons
-    // advertised and withdrew it, and the remote side holds the withdraw
-    // (withdraw_hold_ms). Start from exact tables.
-    for (h, w) in want.iter().enumerate() {
-        wait_rows_exact(
-            &fabric.hosts[h].ns.handle(),
-            w,
-            &format!("h{h} rows after the monitor probes"),
-        );
+    // Each monitor's probe row is a local MAC for a moment: the daemons
+    // advertise and withdraw it, and the other host holds that withdraw
+    // (withdraw_hold_ms). One monitor at a time, each after the other
+    // host's table is exact again, so that a probe never meets the held
+    // remote row of the same MAC; start the flood from exact tables.
+    let mut monitors = Vec::new();
+    for h in 0..fabric.hosts.len() {
+        let port = &fabric.vms_of(h, VNI).next().unwrap().host_if;
+        monitors.push(FdbMonitor::start(&fabric.hosts[h].ns, port).unwrap());
+        for (o, w) in want.iter().enumerate() {
+            wait_rows_exact(
+                &fabric.hosts[o].ns.handle(),
+                w,
+                &format!("h{o} rows after h{h}'s monitor probe"),
+            );
+        }
     }
 
     let dir = RunDir::new(&format!("pingflood-{}", vm0.ns.name())).unwrap();
