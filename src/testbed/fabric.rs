@@ -146,7 +146,8 @@ impl FabricBuilder {
     }
 
     /// The FRR route reflector lists the hosts as static neighbors instead
-    /// of a listen range (FRR keeps graceful-restart state only for those).
+    /// of a listen range (a dynamic neighbor is deleted when its session
+    /// drops; for EVPN FRR 8.4 keeps no stale routes in either case).
     pub fn rr_static_neighbors(mut self, yes: bool) -> Self {
         self.rr_static_neighbors = yes;
         self

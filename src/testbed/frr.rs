@@ -68,8 +68,10 @@ pub struct RrParams {
     pub zebra: bool,
     /// Configure these clients as static neighbors (in the peer group)
     /// instead of `bgp listen range`. FRR deletes a dynamic neighbor when
-    /// its session drops, so it keeps no graceful-restart stale routes for
-    /// it (FRRouting/frr#10310); restart tests need static neighbors.
+    /// its session drops (FRRouting/frr#10310). Either way FRR 8.4 keeps
+    /// no graceful-restart stale routes for L2VPN EVPN: its NSF state
+    /// covers SAFIs up to MPLS VPN only, so it withdraws a restarting
+    /// VTEP's EVPN routes whatever its GR mode (no RR setting changes it).
     pub static_neighbors: Vec<Ipv4Addr>,
 }
 
