@@ -237,6 +237,24 @@ fn graceful_restart_time_is_12_bits() {
 }
 
 #[test]
+fn withdraw_hold_default_set_and_range() {
+    let c = parse(BASE, "t").unwrap();
+    assert_eq!(c.bgp.graceful_restart.withdraw_hold, Duration::from_secs(5));
+    let t = with("[bgp.graceful_restart]\nwithdraw_hold_ms = 0\n");
+    assert_eq!(
+        parse(&t, "t").unwrap().bgp.graceful_restart.withdraw_hold,
+        Duration::ZERO
+    );
+    let t = with("[bgp.graceful_restart]\nwithdraw_hold_ms = 60001\n");
+    assert_problem(
+        &t,
+        NEXT + 1,
+        "bgp.graceful_restart.withdraw_hold_ms",
+        "0..=60000",
+    );
+}
+
+#[test]
 fn duplicate_neighbor() {
     let t = BASE.replace(
         "[vtep]",
