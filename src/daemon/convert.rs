@@ -39,7 +39,10 @@ pub fn rib_config(cfg: &Config) -> RibConfig {
 fn rt_of(v: &AdminValue) -> RouteTarget {
     match *v {
         AdminValue::As2 { asn, number } => RouteTarget::As2 { asn, value: number },
-        AdminValue::Ipv4 { addr, number } => RouteTarget::Ipv4 { addr, value: number },
+        AdminValue::Ipv4 { addr, number } => RouteTarget::Ipv4 {
+            addr,
+            value: number,
+        },
         AdminValue::As4 { asn, number } => RouteTarget::As4 { asn, value: number },
     }
 }
@@ -99,8 +102,7 @@ pub struct RdIndexes {
 
 impl RdIndexes {
     pub fn assign(&mut self, vnis: &[evpnd_config::VniConfig]) {
-        self.by_vni
-            .retain(|id, _| vnis.iter().any(|v| v.id == *id));
+        self.by_vni.retain(|id, _| vnis.iter().any(|v| v.id == *id));
         let mut sorted: Vec<u32> = vnis.iter().map(|v| v.id).collect();
         sorted.sort_unstable();
         for id in sorted {
@@ -108,7 +110,9 @@ impl RdIndexes {
                 continue;
             }
             let used: std::collections::BTreeSet<u16> = self.by_vni.values().copied().collect();
-            let free = (1..=u16::MAX).find(|i| !used.contains(i)).unwrap_or(u16::MAX);
+            let free = (1..=u16::MAX)
+                .find(|i| !used.contains(i))
+                .unwrap_or(u16::MAX);
             self.by_vni.insert(id, free);
         }
     }
@@ -164,13 +168,17 @@ pub fn peer_config(cfg: &Config, n: &NeighborConfig, restarting: bool) -> PeerCo
     p.passive = n.passive;
     p.password = n.password.clone();
     p.afi_safis = vec![AfiSafi::L2VPN_EVPN];
-    p.graceful_restart = cfg.bgp.graceful_restart.enable.then(|| GracefulRestartConfig {
-        restart_time: u16::try_from(cfg.bgp.graceful_restart.restart_time.as_secs())
-            .unwrap_or(4095)
-            .min(4095),
-        forwarding_state: true,
-        restarting,
-    });
+    p.graceful_restart = cfg
+        .bgp
+        .graceful_restart
+        .enable
+        .then(|| GracefulRestartConfig {
+            restart_time: u16::try_from(cfg.bgp.graceful_restart.restart_time.as_secs())
+                .unwrap_or(4095)
+                .min(4095),
+            forwarding_state: true,
+            restarting,
+        });
     p
 }
 

@@ -74,20 +74,22 @@ pub async fn run(config_path: Option<PathBuf>, cfg: Config) -> Result<(), Daemon
     // Kernel first: adopt what a previous run left (RFC 4724-style restart:
     // forwarding continues while the RIB refills).
     let (local_tx, local_rx) = mpsc::channel::<LocalEvent>(4096);
-    let mut dp_cfg = DataplaneConfig::new(
-        cfg.vnis
-            .iter()
-            .filter_map(|v| vni_spec(&cfg, v))
-            .collect(),
-    );
+    let mut dp_cfg =
+        DataplaneConfig::new(cfg.vnis.iter().filter_map(|v| vni_spec(&cfg, v)).collect());
     dp_cfg.protocol = cfg.dataplane.protocol;
     if let Some(i) = cfg.dataplane.reconcile_interval {
         dp_cfg.reconcile_interval = i;
     }
     let dp = dataplane::spawn(dp_cfg, local_tx)?;
-    let adopted = dp.snapshot().await.map(|s| s.vnis.iter().map(|v| v.stale).sum::<usize>())?;
+    let adopted = dp
+        .snapshot()
+        .await
+        .map(|s| s.vnis.iter().map(|v| v.stale).sum::<usize>())?;
     if adopted > 0 {
-        info!(entries = adopted, "adopted kernel entries from a previous run; kept until the RIB refills");
+        info!(
+            entries = adopted,
+            "adopted kernel entries from a previous run; kept until the RIB refills"
+        );
     }
 
     let (bgp_tx, bgp_rx) = mpsc::channel::<SpeakerEvent<EvpnNlri>>(1024);
@@ -378,7 +380,9 @@ impl Core {
             } => {
                 let keep = stale_time(graceful_restart.as_ref());
                 match keep {
-                    Some(t) => warn!(%peer, %reason, stale_for = ?t, "session down; keeping its routes (graceful restart)"),
+                    Some(t) => {
+                        warn!(%peer, %reason, stale_for = ?t, "session down; keeping its routes (graceful restart)")
+                    }
                     None => warn!(%peer, %reason, "session down"),
                 }
                 if let Some(side) = self.peers.get_mut(&peer) {
@@ -404,11 +408,15 @@ impl Core {
             LocalEvent::MacAdd { vni, mac } if !self.quiet_macs.contains(&vni) => {
                 inputs.push(RibInput::LocalMacAdd { vni, mac })
             }
-            LocalEvent::MacRemove { vni, mac } => inputs.push(RibInput::LocalMacRemove { vni, mac }),
+            LocalEvent::MacRemove { vni, mac } => {
+                inputs.push(RibInput::LocalMacRemove { vni, mac })
+            }
             LocalEvent::NeighAdd { vni, ip, mac } if !self.quiet_neigh.contains(&vni) => {
                 inputs.push(RibInput::LocalNeighAdd { vni, ip, mac })
             }
-            LocalEvent::NeighRemove { vni, ip } => inputs.push(RibInput::LocalNeighRemove { vni, ip }),
+            LocalEvent::NeighRemove { vni, ip } => {
+                inputs.push(RibInput::LocalNeighRemove { vni, ip })
+            }
             LocalEvent::VniUp { vni } => {
                 info!(%vni, "VNI devices up");
                 self.vni_up.insert(vni, true);
@@ -474,7 +482,9 @@ impl Core {
         match o {
             Outbound::Announce { to, routes } => {
                 for peer in self.targets(to) {
-                    let Some(side) = self.peers.get(&peer) else { continue };
+                    let Some(side) = self.peers.get(&peer) else {
+                        continue;
+                    };
                     let opts = outbound::codec_options(side.four_octet_as, side.extended_message);
                     let ebgp = side.ebgp.then_some(self.cfg.bgp.asn);
                     let msgs = outbound::announce(&routes, ebgp, &opts);
@@ -486,7 +496,9 @@ impl Core {
             }
             Outbound::Withdraw { to, routes } => {
                 for peer in self.targets(to) {
-                    let Some(side) = self.peers.get(&peer) else { continue };
+                    let Some(side) = self.peers.get(&peer) else {
+                        continue;
+                    };
                     let opts = outbound::codec_options(side.four_octet_as, side.extended_message);
                     let msgs = outbound::withdraw(&routes, &opts);
                     self.deliver(peer, msgs).await;
@@ -636,7 +648,11 @@ impl Core {
         for id in touched.iter() {
             if let Some(v) = self.cfg.vni(*id) {
                 if let Some(rv) = rib_vni(&self.cfg, v, self.rd_indexes.get(*id)) {
-                    info!(vni = id, new = !old_vnis.contains(id), "reload: applying VNI");
+                    info!(
+                        vni = id,
+                        new = !old_vnis.contains(id),
+                        "reload: applying VNI"
+                    );
                     inputs.push(RibInput::VniAdd(rv));
                 }
             }
@@ -691,7 +707,10 @@ impl Core {
                     out.push(neighbor_info(&p, self.cfg.neighbor(p.address), sent));
                 }
                 if let (Some(n), true) = (neighbor, out.is_empty()) {
-                    return Response::error(control::ErrorCode::NotFound, format!("no neighbor {n}"));
+                    return Response::error(
+                        control::ErrorCode::NotFound,
+                        format!("no neighbor {n}"),
+                    );
                 }
                 out.sort_by_key(|n| n.address);
                 Response::Neighbors { neighbors: out }
@@ -711,7 +730,9 @@ impl Core {
                     .map(|r| route_info(&r))
                     .filter(|r| vni.is_none_or(|v| r.vni == Some(v)))
                     .filter(|r| route_type.is_none_or(|t| r.route_type == t))
-                    .filter(|r| mac.is_none_or(|m| r.mac.as_deref() == Some(m.to_string().as_str())))
+                    .filter(|r| {
+                        mac.is_none_or(|m| r.mac.as_deref() == Some(m.to_string().as_str()))
+                    })
                     .collect();
                 Response::Routes { routes }
             }
@@ -776,7 +797,9 @@ impl Core {
                             continue;
                         }
                         let (kind, vtep) = match m.location {
-                            Some(evpnd_evpn::rib::MacLocation::Remote(v)) => (MacKind::Remote, Some(v)),
+                            Some(evpnd_evpn::rib::MacLocation::Remote(v)) => {
+                                (MacKind::Remote, Some(v))
+                            }
                             _ => (MacKind::Local, None),
                         };
                         let ips = ks
@@ -831,7 +854,11 @@ impl Core {
                 Response::Vteps { vteps }
             }
             Request::ClearNeighbor { address, soft } => {
-                let kind = if soft { ClearKind::Soft } else { ClearKind::Hard };
+                let kind = if soft {
+                    ClearKind::Soft
+                } else {
+                    ClearKind::Hard
+                };
                 match self.speaker.clear(address, kind).await {
                     Ok(()) => Response::Cleared { address, soft },
                     Err(e) => Response::error(control::ErrorCode::NotFound, e.to_string()),

@@ -26,13 +26,19 @@ fn for_ebgp(a: &PathAttributes, asn: u32) -> PathAttributes {
         Some(AsSegment::Sequence(v)) if v.len() < 255 => v.insert(0, Asn(asn)),
         _ => path.segments.insert(0, AsSegment::Sequence(vec![Asn(asn)])),
     }
-    a.as_path = Some(AsPath { segments: path.segments });
+    a.as_path = Some(AsPath {
+        segments: path.segments,
+    });
     a.local_pref = None;
     a
 }
 
 /// Pack routes sharing attributes and next hop into as few UPDATEs as fit.
-pub fn announce(routes: &[OutRoute], ebgp: Option<u32>, opts: &CodecOptions) -> Vec<Update<EvpnNlri>> {
+pub fn announce(
+    routes: &[OutRoute],
+    ebgp: Option<u32>,
+    opts: &CodecOptions,
+) -> Vec<Update<EvpnNlri>> {
     let mut groups: HashMap<(Arc<PathAttributes>, IpAddr), Vec<EvpnNlri>> = HashMap::new();
     let mut order = Vec::new();
     for (nlri, attrs, nh) in routes {
@@ -45,7 +51,9 @@ pub fn announce(routes: &[OutRoute], ebgp: Option<u32>, opts: &CodecOptions) -> 
     }
     let mut out = Vec::new();
     for key in order {
-        let Some(nlri) = groups.remove(&key) else { continue };
+        let Some(nlri) = groups.remove(&key) else {
+            continue;
+        };
         let (attrs, nh) = key;
         let attrs = match ebgp {
             Some(asn) => for_ebgp(&attrs, asn),
