@@ -278,6 +278,7 @@ fn run_floor(f: &BenchFabric, run: u32, opts: &BenchOptions) -> Result<RunResult
     r.install_s = t.map(|t| (t - t0).as_secs_f64());
     r.install_cpu = sub(kernel::children_cpu(), c0);
     r.flood_entries = count_flood(&f.evpnd);
+    r.installed = counter.count()?;
     let c1 = kernel::children_cpu();
     let t1 = Instant::now();
     ns.run(&["bridge".as_ref(), "-batch".as_ref(), delf.as_os_str()])?;
@@ -343,6 +344,8 @@ fn run_daemon(
     }
     if r.install_s.is_some() {
         r.flood_entries = count_flood(v);
+        // Exactness: nothing more arrived after the count first hit N.
+        r.installed = counter.count()?;
     }
 
     // Local MAC learned -> route at the injector.
