@@ -490,7 +490,7 @@ pub fn set_rcvbuf(fd: &impl AsRawFd, bytes: usize) -> std::io::Result<()> {
 }
 
 /// Send `ops` with up to [`WRITE_WINDOW`] requests in flight on one socket;
-/// netlink-proto matches each ack to its request by sequence number. The
+/// netlink-proto matches each answer to its request by sequence number. The
 /// result is in the order of `ops`. A delete of an absent entry succeeds.
 pub async fn write_all(
     handle: &rtnetlink::Handle,
@@ -508,7 +508,12 @@ pub async fn write_all(
             async move {
                 let res = tokio::time::timeout(REQUEST_TIMEOUT, async move {
                     let mut resp = h.request(msg).map_err(|_| NetlinkError::Send)?;
-                    let mut out = Err(NetlinkError::Unexpected);
+                    // netlink-proto (0.14) consumes the ACK itself (its
+                    // Connection does not forward acks by default, and
+                    // rtnetlink's own requests rely on that): the stream
+                    // ends without a message on success, and only a kernel
+                    // error comes through as an Error payload.
+                    let mut out = Ok(());
                     while let Some(m) = resp.next().await {
                         if let NetlinkPayload::Error(e) = m.payload {
                             out = match e.code {
