@@ -40,8 +40,17 @@ fn bench_small_is_exact_for_evpnd_and_frr() {
         assert_eq!(r.error, None, "{}: {r:?}", target.name());
         assert_eq!(r.installed, 2000, "{}: rows after install", target.name());
         assert!(r.install_s.is_some(), "{}: install finished", target.name());
-        assert_eq!(r.flood_entries, 5, "{}: one flood entry per remote VTEP", target.name());
-        assert!(r.withdraw_s.is_some(), "{}: withdraw finished", target.name());
+        assert_eq!(
+            r.flood_entries,
+            5,
+            "{}: one flood entry per remote VTEP",
+            target.name()
+        );
+        assert!(
+            r.withdraw_s.is_some(),
+            "{}: withdraw finished",
+            target.name()
+        );
         assert_eq!(r.remaining, 0, "{}: rows after the drop", target.name());
         assert!(r.complete(), "{}", target.name());
         if target != Target::Floor {

@@ -360,7 +360,15 @@ fn run_daemon(
                     .latency_ms
                     .push(seen.saturating_duration_since(t).as_secs_f64() * 1e3),
                 None => {
-                    r.error = Some(format!("local MAC {mac} not advertised within 10 s"));
+                    r.error = Some(match session.closed() {
+                        Some(why) => format!("session ended before local MAC {mac}: {why}"),
+                        None => format!("local MAC {mac} not advertised within 10 s"),
+                    });
+                    if let (true, Daemon::Evpnd(e)) = (opts.verbose, &daemon) {
+                        let keep = std::env::temp_dir().join("evpnd-bench-failed.log");
+                        let _ = std::fs::copy(e.log(), &keep);
+                        eprintln!("evpnd log kept in {}", keep.display());
+                    }
                     break;
                 }
             }
