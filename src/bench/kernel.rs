@@ -170,7 +170,7 @@ impl FdbCounter {
 
     /// Poll until `done(count)` or `timeout`; returns the last count and
     /// whether `done` was reached. Polls back off with the cost of a
-    /// count, so the reader never takes more than a third of a core.
+    /// count, so the reader takes at most a fifth of a core.
     pub fn wait(
         &mut self,
         timeout: Duration,
@@ -187,7 +187,7 @@ impl FdbCounter {
                 return Ok((c, None));
             }
             let cost = t.elapsed();
-            std::thread::sleep((cost * 2).max(Duration::from_millis(5)));
+            std::thread::sleep((cost * 4).max(Duration::from_millis(10)));
         }
     }
 }

@@ -72,6 +72,16 @@ pub enum Op {
         mac: MacAddress,
         master: bool,
     },
+    /// Both rows of a remote MAC in one message (NTF_MASTER | NTF_SELF),
+    /// as FRR deletes them: half the messages of two [`Op::MacDelete`]s.
+    /// The kernel stops at the bridge row when that one is missing, so
+    /// ENOENT is reported (not taken as success) and the caller falls back
+    /// to the two single deletes.
+    MacDeleteBoth {
+        vni: Vni,
+        vxlan: u32,
+        mac: MacAddress,
+    },
     FloodAdd {
         vni: Vni,
         vxlan: u32,
@@ -129,6 +139,16 @@ impl Op {
                     RouteNetlinkMessage::NewNeighbour(msg),
                     NLM_F_CREATE | NLM_F_REPLACE,
                 )
+            }
+            Op::MacDeleteBoth { vxlan, mac, .. } => {
+                let msg = neigh(
+                    AddressFamily::Bridge,
+                    vxlan,
+                    0,
+                    NeighbourFlags::Controller | NeighbourFlags::Own,
+                    vec![NeighbourAttribute::LinkLayerAddress(mac.0.to_vec())],
+                );
+                (RouteNetlinkMessage::DelNeighbour(msg), 0)
             }
             Op::MacDelete {
                 vxlan, mac, master, ..
