@@ -206,6 +206,14 @@ async fn connecting(f: &mut Option<ConnectFuture>) -> io::Result<TcpStream> {
     }
 }
 
+/// Room in a writer queue, for the bytes a full queue left in `wbuf`.
+async fn reserve_opt(tx: &Option<mpsc::Sender<Bytes>>) -> Option<mpsc::OwnedPermit<Bytes>> {
+    match tx {
+        Some(tx) => tx.clone().reserve_owned().await.ok(),
+        None => std::future::pending().await,
+    }
+}
+
 async fn sleep_opt(t: Option<Instant>) {
     match t {
         Some(t) => sleep_until(t).await,
@@ -263,7 +271,16 @@ impl<N: Nlri + Send + Sync + 'static> PeerTask<N> {
             let pend_deadline = self.pending.as_ref().and_then(|p| p.next_deadline());
             let can_read = self.outbox.len() < OUTBOX_HIGH_WATER;
             let established = self.main.fsm.state() == State::Established;
-            let take_updates = !established || self.main.write_room() > WRITE_ROOM_FOR_UPDATES;
+            // Bytes a full writer queue left behind go first; no new UPDATEs
+            // are taken until they are queued, so `wbuf` stays bounded.
+            let backlog = self
+                .main
+                .conn
+                .as_ref()
+                .filter(|_| !self.main.wbuf.is_empty())
+                .map(|c| c.write_tx.clone());
+            let take_updates = !established
+                || (backlog.is_none() && self.main.write_room() > WRITE_ROOM_FOR_UPDATES);
             let have_events = !self.outbox.is_empty();
             let mut no_conn: Option<Conn> = None;
             // A clone, so that the permit does not borrow `self`.
@@ -295,6 +312,15 @@ impl<N: Nlri + Send + Sync + 'static> PeerTask<N> {
                         self.stop(StopReason::AdminShutdown);
                     }
                 },
+                permit = reserve_opt(&backlog), if backlog.is_some() => {
+                    match permit {
+                        Some(permit) => {
+                            permit.send(self.main.wbuf.split().freeze());
+                        }
+                        // The writer is gone: the connection is dead.
+                        None => self.handle(Which::Main, Event::TcpConnectionFails),
+                    }
+                }
                 batch = self.out_rx.recv(), if take_updates => match batch {
                     Some(batch) => self.send_updates(batch),
                     None => self.stop(StopReason::AdminShutdown),
@@ -644,11 +670,15 @@ impl<N: Nlri + Send + Sync + 'static> PeerTask<N> {
         };
         match conn.write_tx.try_send(buf) {
             Ok(()) => false,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                // Only KEEPALIVE/NOTIFICATION can get here (UPDATEs wait for
-                // room): the queue already holds plenty that will reset the
-                // peer's hold timer once written.
-                warn!(remote = %conn.remote, "write queue full; message dropped");
+            Err(mpsc::error::TrySendError::Full(buf)) => {
+                // Never drop a message: one batch from the daemon can hold
+                // more UPDATEs than the queue has slots (1000 VNIs coming up
+                // at once dropped most of their type-3 routes). Keep the
+                // bytes; the run loop hands them over when there is room
+                // and takes no new UPDATEs meanwhile. `wbuf` was emptied by
+                // `split`, so the order is kept.
+                debug!(remote = %conn.remote, len = buf.len(), "write queue full; bytes kept for later");
+                slot.wbuf.extend_from_slice(&buf);
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => true,
