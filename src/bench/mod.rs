@@ -116,6 +116,8 @@ pub struct RunResult {
     pub flood_entries: usize,
     /// Local MAC learned -> its route at the injector, per sample (ms).
     pub latency_ms: Vec<f64>,
+    /// A latency probe whose route never came (the probes stop there).
+    pub latency_error: Option<String>,
     /// Loadavg (1 min) when the run started.
     pub load: f64,
     pub error: Option<String>,
@@ -137,12 +139,13 @@ impl RunResult {
             peak_rss_kib: 0,
             flood_entries: 0,
             latency_ms: Vec::new(),
+            latency_error: None,
             load: loadavg(),
             error: None,
         }
     }
 
-    /// All rows in, all rows out, no error.
+    /// All rows in, all rows out, no error (latency probes aside).
     pub fn complete(&self) -> bool {
         self.error.is_none()
             && self.install_s.is_some()
@@ -316,7 +319,10 @@ fn run_daemon(
     let pids = daemon.pids();
     let session = Session::connect(f.injector.name(), v.ip, Duration::from_secs(60))?;
     // The VTEP knows every VNI once it advertised a type-3 route for each.
-    session.wait_imet(w.vnis as usize, opts.timeout)?;
+    if let Err(e) = session.wait_imet(w.vnis as usize, opts.timeout) {
+        keep_log(&daemon, opts);
+        return Err(e);
+    }
     let enc = w.encode(&session.opts)?;
     if opts.verbose {
         eprintln!(
@@ -360,15 +366,11 @@ fn run_daemon(
                     .latency_ms
                     .push(seen.saturating_duration_since(t).as_secs_f64() * 1e3),
                 None => {
-                    r.error = Some(match session.closed() {
+                    r.latency_error = Some(match session.closed() {
                         Some(why) => format!("session ended before local MAC {mac}: {why}"),
                         None => format!("local MAC {mac} not advertised within 10 s"),
                     });
-                    if let (true, Daemon::Evpnd(e)) = (opts.verbose, &daemon) {
-                        let keep = std::env::temp_dir().join("evpnd-bench-failed.log");
-                        let _ = std::fs::copy(e.log(), &keep);
-                        eprintln!("evpnd log kept in {}", keep.display());
-                    }
+                    keep_log(&daemon, opts);
                     break;
                 }
             }
@@ -399,6 +401,15 @@ fn run_daemon(
         clear_rows(v, w)?;
     }
     Ok(r)
+}
+
+/// Keep evpnd's log of a failed run (the run directory goes with the guard).
+fn keep_log(daemon: &Daemon, opts: &BenchOptions) {
+    if let (true, Daemon::Evpnd(e)) = (opts.verbose, daemon) {
+        let keep = std::env::temp_dir().join("evpnd-bench-failed.log");
+        let _ = std::fs::copy(e.log(), &keep);
+        eprintln!("evpnd log kept in {}", keep.display());
+    }
 }
 
 /// Delete every workload row from a VTEP namespace (after a failed run).

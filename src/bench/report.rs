@@ -66,6 +66,8 @@ pub struct Summary {
     pub latency_ms: Option<f64>,
     /// Worst row count of an incomplete run.
     pub worst_installed: usize,
+    /// Runs whose local-MAC latency probe saw no route.
+    pub latency_misses: usize,
 }
 
 pub fn summarize(results: &[RunResult]) -> Vec<Summary> {
@@ -100,6 +102,7 @@ pub fn summarize(results: &[RunResult]) -> Vec<Summary> {
                         .collect(),
                 ),
                 worst_installed: rs.iter().map(|r| r.installed).min().unwrap_or(0),
+                latency_misses: rs.iter().filter(|r| r.latency_error.is_some()).count(),
             }
         })
         .collect()
@@ -136,7 +139,10 @@ pub fn one_line(r: &RunResult) -> String {
         opt(median(r.latency_ms.clone()), 1),
         r.load,
         r.error.as_ref().map_or(String::new(), |e| format!(", ERROR: {e}")),
-    )
+    ) + &r
+        .latency_error
+        .as_ref()
+        .map_or(String::new(), |e| format!(", LATENCY PROBE: {e}"))
 }
 
 /// The table of medians and ratios.
@@ -159,7 +165,7 @@ pub fn table(rep: &Report) -> String {
     );
     let _ = writeln!(
         o,
-        "| MACs | target | complete | install s | withdraw s | user CPU s | sys CPU s | peak RSS MiB | local MAC latency ms |"
+        "| MACs | target | complete | install s | withdraw s | user CPU s | sys CPU s | peak RSS MiB | local MAC latency ms (runs missing a route) |"
     );
     let _ = writeln!(o, "|---:|---|---:|---:|---:|---:|---:|---:|---:|");
     for s in &sums {
@@ -184,7 +190,11 @@ pub fn table(rep: &Report) -> String {
             } else {
                 opt(s.peak_rss_mib, 1)
             },
-            opt(s.latency_ms, 1),
+            if floor {
+                "-".into()
+            } else {
+                format!("{} ({})", opt(s.latency_ms, 1), s.latency_misses)
+            },
         );
     }
     let _ = writeln!(
