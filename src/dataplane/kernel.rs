@@ -561,13 +561,24 @@ pub async fn dump(
     handle: &rtnetlink::Handle,
     msg: RouteNetlinkMessage,
 ) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
+    dump_map(handle, msg, Some).await
+}
+
+/// Dump a whole table, converting each message as it arrives: only the
+/// small rows are kept, never the whole table as decoded netlink messages
+/// (a transient of a few hundred bytes per FDB row).
+pub async fn dump_map<T>(
+    handle: &rtnetlink::Handle,
+    msg: RouteNetlinkMessage,
+    convert: impl Fn(RouteNetlinkMessage) -> Option<T>,
+) -> Result<Vec<T>, NetlinkError> {
     let mut req = NetlinkMessage::from(msg);
     req.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
     let mut h = handle.clone();
     let resp = h.request(req).map_err(|_| NetlinkError::Send)?;
     let fut = resp
         .map(|m| match m.payload {
-            NetlinkPayload::InnerMessage(i) => Ok(Some(i)),
+            NetlinkPayload::InnerMessage(i) => Ok(convert(i)),
             NetlinkPayload::Error(e) => match e.code {
                 Some(c) => Err(NetlinkError::Kernel(-c.get())),
                 None => Ok(None),
@@ -594,25 +605,32 @@ pub async fn dump_links(handle: &rtnetlink::Handle) -> Result<Vec<LinkRow>, Netl
 
 pub async fn dump_fdb(handle: &rtnetlink::Handle) -> Result<Vec<FdbRow>, NetlinkError> {
     let msg = neigh(AddressFamily::Bridge, 0, 0, NeighbourFlags::empty(), vec![]);
-    let msgs = dump(handle, RouteNetlinkMessage::GetNeighbour(msg)).await?;
-    Ok(msgs
-        .iter()
-        .filter_map(|m| match m {
-            RouteNetlinkMessage::NewNeighbour(n) => FdbRow::from_msg(n),
+    dump_map(
+        handle,
+        RouteNetlinkMessage::GetNeighbour(msg),
+        |m| match m {
+            RouteNetlinkMessage::NewNeighbour(n) => FdbRow::from_msg(&n),
             _ => None,
-        })
-        .collect())
+        },
+    )
+    .await
 }
 
 pub async fn dump_neighbors(handle: &rtnetlink::Handle) -> Result<Vec<NeighRow>, NetlinkError> {
     let mut out = Vec::new();
     for fam in [AddressFamily::Inet, AddressFamily::Inet6] {
         let msg = neigh(fam, 0, 0, NeighbourFlags::empty(), vec![]);
-        let msgs = dump(handle, RouteNetlinkMessage::GetNeighbour(msg)).await?;
-        out.extend(msgs.iter().filter_map(|m| match m {
-            RouteNetlinkMessage::NewNeighbour(n) => NeighRow::from_msg(n),
-            _ => None,
-        }));
+        out.extend(
+            dump_map(
+                handle,
+                RouteNetlinkMessage::GetNeighbour(msg),
+                |m| match m {
+                    RouteNetlinkMessage::NewNeighbour(n) => NeighRow::from_msg(&n),
+                    _ => None,
+                },
+            )
+            .await?,
+        );
     }
     Ok(out)
 }
