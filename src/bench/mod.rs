@@ -370,6 +370,8 @@ fn run_daemon(
                         Some(why) => format!("session ended before local MAC {mac}: {why}"),
                         None => format!("local MAC {mac} not advertised within 10 s"),
                     });
+                    // Let the daemon log what it was stuck on.
+                    std::thread::sleep(Duration::from_secs(12));
                     keep_log(&daemon, opts);
                     break;
                 }
