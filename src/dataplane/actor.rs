@@ -353,17 +353,10 @@ impl Actor {
                         s.stale_macs.remove(&mac);
                     }
                     if let Some(v) = devs {
-                        ops.push(Op::MacDelete {
+                        ops.push(Op::MacDeleteBoth {
                             vni,
                             vxlan: v.vxlan,
                             mac,
-                            master: true,
-                        });
-                        ops.push(Op::MacDelete {
-                            vni,
-                            vxlan: v.vxlan,
-                            mac,
-                            master: false,
                         });
                     }
                 }
@@ -451,11 +444,49 @@ impl Actor {
         self.stats
             .netlink_writes
             .fetch_add(ops.len() as u64, Ordering::Relaxed);
+        // A combined delete the kernel stopped at a missing bridge row:
+        // delete the rows one by one (each tolerates ENOENT).
+        let mut split = Vec::new();
+        let mut split_origin = Vec::new();
+        for (k, r) in results.iter().enumerate() {
+            if let (Err(NetlinkError::Kernel(e)), Some(Op::MacDeleteBoth { vni, vxlan, mac })) =
+                (r, ops.get(k))
+            {
+                if *e == libc::ENOENT {
+                    for master in [true, false] {
+                        split.push(Op::MacDelete {
+                            vni: *vni,
+                            vxlan: *vxlan,
+                            mac: *mac,
+                            master,
+                        });
+                        split_origin.extend(intents.get(k).cloned());
+                    }
+                }
+            }
+        }
+        let split_results = if split.is_empty() {
+            Vec::new()
+        } else {
+            kernel::write_all(&self.handle, self.protocol, &split).await
+        };
         let mut errors = 0;
         for (k, r) in results.iter().enumerate() {
+            if matches!(
+                (r, ops.get(k)),
+                (Err(NetlinkError::Kernel(e)), Some(Op::MacDeleteBoth { .. })) if *e == libc::ENOENT
+            ) {
+                continue;
+            }
             if let Err(e) = r {
                 errors += 1;
                 tracing::warn!(error = %e, op = ?ops.get(k), intent = ?intents.get(k), why, "netlink write failed; reconciliation retries");
+            }
+        }
+        for (k, r) in split_results.iter().enumerate() {
+            if let Err(e) = r {
+                errors += 1;
+                tracing::warn!(error = %e, op = ?split.get(k), intent = ?split_origin.get(k), why, "netlink write failed; reconciliation retries");
             }
         }
         self.stats

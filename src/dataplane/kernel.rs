@@ -72,6 +72,16 @@ pub enum Op {
         mac: MacAddress,
         master: bool,
     },
+    /// Both rows of a remote MAC in one message (NTF_MASTER | NTF_SELF),
+    /// as FRR deletes them: half the messages of two [`Op::MacDelete`]s.
+    /// The kernel stops at the bridge row when that one is missing, so
+    /// ENOENT is reported (not taken as success) and the caller falls back
+    /// to the two single deletes.
+    MacDeleteBoth {
+        vni: Vni,
+        vxlan: u32,
+        mac: MacAddress,
+    },
     FloodAdd {
         vni: Vni,
         vxlan: u32,
@@ -129,6 +139,16 @@ impl Op {
                     RouteNetlinkMessage::NewNeighbour(msg),
                     NLM_F_CREATE | NLM_F_REPLACE,
                 )
+            }
+            Op::MacDeleteBoth { vxlan, mac, .. } => {
+                let msg = neigh(
+                    AddressFamily::Bridge,
+                    vxlan,
+                    0,
+                    NeighbourFlags::Controller | NeighbourFlags::Own,
+                    vec![NeighbourAttribute::LinkLayerAddress(mac.0.to_vec())],
+                );
+                (RouteNetlinkMessage::DelNeighbour(msg), 0)
             }
             Op::MacDelete {
                 vxlan, mac, master, ..
@@ -490,7 +510,7 @@ pub fn set_rcvbuf(fd: &impl AsRawFd, bytes: usize) -> std::io::Result<()> {
 }
 
 /// Send `ops` with up to [`WRITE_WINDOW`] requests in flight on one socket;
-/// netlink-proto matches each ack to its request by sequence number. The
+/// netlink-proto matches each answer to its request by sequence number. The
 /// result is in the order of `ops`. A delete of an absent entry succeeds.
 pub async fn write_all(
     handle: &rtnetlink::Handle,
@@ -551,13 +571,24 @@ pub async fn dump(
     handle: &rtnetlink::Handle,
     msg: RouteNetlinkMessage,
 ) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
+    dump_map(handle, msg, Some).await
+}
+
+/// Dump a whole table, converting each message as it arrives: only the
+/// small rows are kept, never the whole table as decoded netlink messages
+/// (a transient of a few hundred bytes per FDB row).
+pub async fn dump_map<T>(
+    handle: &rtnetlink::Handle,
+    msg: RouteNetlinkMessage,
+    convert: impl Fn(RouteNetlinkMessage) -> Option<T>,
+) -> Result<Vec<T>, NetlinkError> {
     let mut req = NetlinkMessage::from(msg);
     req.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
     let mut h = handle.clone();
     let resp = h.request(req).map_err(|_| NetlinkError::Send)?;
     let fut = resp
         .map(|m| match m.payload {
-            NetlinkPayload::InnerMessage(i) => Ok(Some(i)),
+            NetlinkPayload::InnerMessage(i) => Ok(convert(i)),
             NetlinkPayload::Error(e) => match e.code {
                 Some(c) => Err(NetlinkError::Kernel(-c.get())),
                 None => Ok(None),
@@ -584,25 +615,32 @@ pub async fn dump_links(handle: &rtnetlink::Handle) -> Result<Vec<LinkRow>, Netl
 
 pub async fn dump_fdb(handle: &rtnetlink::Handle) -> Result<Vec<FdbRow>, NetlinkError> {
     let msg = neigh(AddressFamily::Bridge, 0, 0, NeighbourFlags::empty(), vec![]);
-    let msgs = dump(handle, RouteNetlinkMessage::GetNeighbour(msg)).await?;
-    Ok(msgs
-        .iter()
-        .filter_map(|m| match m {
-            RouteNetlinkMessage::NewNeighbour(n) => FdbRow::from_msg(n),
+    dump_map(
+        handle,
+        RouteNetlinkMessage::GetNeighbour(msg),
+        |m| match m {
+            RouteNetlinkMessage::NewNeighbour(n) => FdbRow::from_msg(&n),
             _ => None,
-        })
-        .collect())
+        },
+    )
+    .await
 }
 
 pub async fn dump_neighbors(handle: &rtnetlink::Handle) -> Result<Vec<NeighRow>, NetlinkError> {
     let mut out = Vec::new();
     for fam in [AddressFamily::Inet, AddressFamily::Inet6] {
         let msg = neigh(fam, 0, 0, NeighbourFlags::empty(), vec![]);
-        let msgs = dump(handle, RouteNetlinkMessage::GetNeighbour(msg)).await?;
-        out.extend(msgs.iter().filter_map(|m| match m {
-            RouteNetlinkMessage::NewNeighbour(n) => NeighRow::from_msg(n),
-            _ => None,
-        }));
+        out.extend(
+            dump_map(
+                handle,
+                RouteNetlinkMessage::GetNeighbour(msg),
+                |m| match m {
+                    RouteNetlinkMessage::NewNeighbour(n) => NeighRow::from_msg(&n),
+                    _ => None,
+                },
+            )
+            .await?,
+        );
     }
     Ok(out)
 }

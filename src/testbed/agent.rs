@@ -64,8 +64,11 @@ pub struct EvpndConfig {
     pub local_address: Ipv4Addr,
     pub listen_port: u16,
     pub hold_time: u16,
-    /// `[bgp.graceful_restart]` enabled with this restart time (seconds).
+    /// `[bgp.graceful_restart]` enabled with this restart time (seconds);
+    /// `None`: the daemon's default.
     pub graceful_restart: Option<u16>,
+    /// `bgp.graceful_restart.withdraw_hold_ms`; `None`: the default.
+    pub withdraw_hold_ms: Option<u32>,
     pub neighbors: Vec<Ipv4Addr>,
     pub local_ip: Ipv4Addr,
     pub vnis: Vec<VniConfig>,
@@ -83,6 +86,7 @@ impl EvpndConfig {
             listen_port: 179,
             hold_time: 9,
             graceful_restart: None,
+            withdraw_hold_ms: None,
             neighbors: Vec::new(),
             local_ip: vtep_ip,
             vnis: Vec::new(),
@@ -112,6 +116,13 @@ impl EvpndConfig {
         self
     }
 
+    /// How long withdrawn remote entries stay in the kernel (0: remove at
+    /// once, e.g. to measure withdraw speed).
+    pub fn withdraw_hold_ms(mut self, ms: u32) -> Self {
+        self.withdraw_hold_ms = Some(ms);
+        self
+    }
+
     /// `bgp.listen_port` (0: do not listen).
     pub fn listen_port(mut self, port: u16) -> Self {
         self.listen_port = port;
@@ -132,11 +143,14 @@ impl EvpndConfig {
         let _ = writeln!(c, "local_address = \"{}\"", self.local_address);
         let _ = writeln!(c, "listen_port = {}", self.listen_port);
         let _ = writeln!(c, "hold_time = {}", self.hold_time);
+        if self.graceful_restart.is_some() || self.withdraw_hold_ms.is_some() {
+            let _ = writeln!(c, "\n[bgp.graceful_restart]");
+        }
         if let Some(t) = self.graceful_restart {
-            let _ = writeln!(
-                c,
-                "\n[bgp.graceful_restart]\nenable = true\nrestart_time = {t}"
-            );
+            let _ = writeln!(c, "enable = true\nrestart_time = {t}");
+        }
+        if let Some(ms) = self.withdraw_hold_ms {
+            let _ = writeln!(c, "withdraw_hold_ms = {ms}");
         }
         for n in &self.neighbors {
             let _ = writeln!(c, "\n[[bgp.neighbor]]\naddress = \"{n}\"");
