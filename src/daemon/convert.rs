@@ -168,6 +168,9 @@ pub fn peer_config(cfg: &Config, n: &NeighborConfig, restarting: bool) -> PeerCo
     p.passive = n.passive;
     p.password = n.password.clone();
     p.afi_safis = vec![AfiSafi::L2VPN_EVPN];
+    // RFC 8654: up to 64 KiB UPDATEs when the peer agrees (FRR does), 16x
+    // fewer messages for a full table.
+    p.extended_message = true;
     p.graceful_restart = Some(if cfg.bgp.graceful_restart.enable {
         GracefulRestartConfig {
             restart_time: u16::try_from(cfg.bgp.graceful_restart.restart_time.as_secs())
