@@ -56,3 +56,38 @@ impl Intent {
         }
     }
 }
+
+/// What an intent is about: two intents with the same key are about the same
+/// kernel entry, and the later one replaces the earlier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IntentKey {
+    RemoteMac(Vni, MacAddress),
+    Flood(Vni, IpAddr),
+    Neighbor(Vni, IpAddr),
+}
+
+impl Intent {
+    pub fn key(&self) -> IntentKey {
+        match *self {
+            Intent::RemoteMacUpsert { vni, mac, .. } | Intent::RemoteMacRemove { vni, mac } => {
+                IntentKey::RemoteMac(vni, mac)
+            }
+            Intent::FloodAdd { vni, vtep } | Intent::FloodRemove { vni, vtep } => {
+                IntentKey::Flood(vni, vtep)
+            }
+            Intent::NeighborUpsert { vni, ip, .. } | Intent::NeighborRemove { vni, ip } => {
+                IntentKey::Neighbor(vni, ip)
+            }
+        }
+    }
+
+    /// True for the intents that take an entry out of the kernel.
+    pub fn is_remove(&self) -> bool {
+        matches!(
+            self,
+            Intent::RemoteMacRemove { .. }
+                | Intent::FloodRemove { .. }
+                | Intent::NeighborRemove { .. }
+        )
+    }
+}

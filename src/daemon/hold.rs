@@ -14,40 +14,14 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use evpnd_evpn::intent::Intent;
+use evpnd_evpn::intent::{Intent, IntentKey};
 use evpnd_evpn::{MacAddress, Vni};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Key {
-    Mac(Vni, MacAddress),
-    Flood(Vni, IpAddr),
-    Neigh(Vni, IpAddr),
-}
-
-fn key_of(i: &Intent) -> Key {
-    match *i {
-        Intent::RemoteMacUpsert { vni, mac, .. } | Intent::RemoteMacRemove { vni, mac } => {
-            Key::Mac(vni, mac)
-        }
-        Intent::FloodAdd { vni, vtep } | Intent::FloodRemove { vni, vtep } => Key::Flood(vni, vtep),
-        Intent::NeighborUpsert { vni, ip, .. } | Intent::NeighborRemove { vni, ip } => {
-            Key::Neigh(vni, ip)
-        }
-    }
-}
-
-fn is_remove(i: &Intent) -> bool {
-    matches!(
-        i,
-        Intent::RemoteMacRemove { .. } | Intent::FloodRemove { .. } | Intent::NeighborRemove { .. }
-    )
-}
 
 /// Removals waiting for their deadline.
 #[derive(Debug)]
 pub struct WithdrawHold {
     hold: Duration,
-    held: HashMap<Key, (Intent, Instant)>,
+    held: HashMap<IntentKey, (Intent, Instant)>,
     /// Removals cancelled by a re-add since the last [`Self::take_cancelled`].
     cancelled: u64,
 }
@@ -71,8 +45,8 @@ impl WithdrawHold {
         }
         let mut out = Vec::with_capacity(intents.len());
         for i in intents {
-            let k = key_of(&i);
-            if is_remove(&i) {
+            let k = i.key();
+            if i.is_remove() {
                 if self.hold.is_zero() {
                     self.held.remove(&k);
                     out.push(i);
@@ -94,17 +68,21 @@ impl WithdrawHold {
     /// learned locally, and a remote entry still wanted by the dataplane
     /// would be written back over the local one by reconciliation.
     pub fn release_mac(&mut self, vni: Vni, mac: MacAddress) -> Option<Intent> {
-        self.held.remove(&Key::Mac(vni, mac)).map(|(i, _)| i)
+        self.held
+            .remove(&IntentKey::RemoteMac(vni, mac))
+            .map(|(i, _)| i)
     }
 
     /// Same for a neighbor entry whose IP is now a local binding.
     pub fn release_neigh(&mut self, vni: Vni, ip: IpAddr) -> Option<Intent> {
-        self.held.remove(&Key::Neigh(vni, ip)).map(|(i, _)| i)
+        self.held
+            .remove(&IntentKey::Neighbor(vni, ip))
+            .map(|(i, _)| i)
     }
 
     /// Held removals whose time is up, oldest deadline first.
     pub fn due(&mut self, now: Instant) -> Vec<Intent> {
-        let mut due: Vec<(Instant, Key)> = self
+        let mut due: Vec<(Instant, IntentKey)> = self
             .held
             .iter()
             .filter(|(_, (_, at))| *at <= now)

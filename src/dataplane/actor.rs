@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use evpnd_evpn::{Intent, MacAddress, Vni};
+use evpnd_evpn::{Intent, IntentKey, MacAddress, Vni};
 use netlink_packet_route::link::LinkMessage;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::AsyncSocket;
@@ -165,31 +165,12 @@ impl VniState {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Key {
-    Mac(Vni, MacAddress),
-    Flood(Vni, IpAddr),
-    Neigh(Vni, IpAddr),
-}
-
-fn key_of(i: &Intent) -> Key {
-    match *i {
-        Intent::RemoteMacUpsert { vni, mac, .. } | Intent::RemoteMacRemove { vni, mac } => {
-            Key::Mac(vni, mac)
-        }
-        Intent::FloodAdd { vni, vtep } | Intent::FloodRemove { vni, vtep } => Key::Flood(vni, vtep),
-        Intent::NeighborUpsert { vni, ip, .. } | Intent::NeighborRemove { vni, ip } => {
-            Key::Neigh(vni, ip)
-        }
-    }
-}
-
 /// Keep the last intent per key, in first-seen order.
 fn coalesce(intents: Vec<Intent>) -> Vec<Intent> {
     let mut order = Vec::new();
-    let mut last: HashMap<Key, Intent> = HashMap::new();
+    let mut last: HashMap<IntentKey, Intent> = HashMap::new();
     for i in intents {
-        let k = key_of(&i);
+        let k = i.key();
         if last.insert(k, i).is_none() {
             order.push(k);
         }
