@@ -786,7 +786,6 @@ impl Core {
             }
             Request::ShowVnis { vni: filter } => {
                 let snap = self.dp.snapshot().await.unwrap_or_default();
-                let counters = self.rib.counters();
                 let mut vnis = Vec::new();
                 for v in &self.cfg.vnis {
                     if filter.is_some_and(|f| f != v.id) {
@@ -799,7 +798,6 @@ impl Core {
                     if let evpnd_config::FloodMode::Static { vteps: s } = &v.flood {
                         vteps.extend(s.iter().copied());
                     }
-                    let _ = &counters;
                     vnis.push(VniInfo {
                         vni: v.id,
                         bridge: v.bridge.clone(),
