@@ -124,7 +124,7 @@ pub async fn run(config_path: Option<PathBuf>, cfg: Config) -> Result<(), Daemon
         });
     }
 
-    let mut core = Core::new(config_path, cfg, speaker, dp, metrics, started, adopted > 0);
+    let mut core = Core::new(config_path, cfg, speaker, dp, metrics, started);
     core.init().await;
     systemd::notify_ready();
     info!("evpnd ready");
@@ -178,14 +178,12 @@ impl Core {
         dp: DataplaneHandle,
         metrics: Arc<Metrics>,
         started: Instant,
-        adopting: bool,
     ) -> Core {
         let sweep_after = if cfg.bgp.graceful_restart.enable {
             cfg.bgp.graceful_restart.restart_time
         } else {
             DEFAULT_SWEEP_AFTER
         };
-        let _ = adopting;
         Core {
             rib: Rib::new(rib_config(&cfg)),
             config_path,
