@@ -172,10 +172,6 @@ pub(crate) fn rr_has_mac(fabric: &Fabric, mac: &str) -> testbed::Result<bool> {
     Ok(rr_macip(fabric)?.iter().any(|p| p.contains(mac)))
 }
 
-fn evpnd_fabric(prefix: &str, rr: RrKind, vms: usize) -> Fabric {
-    evpnd_fabric_with(prefix, rr, vms, |b| b)
-}
-
 fn evpnd_fabric_with(
     prefix: &str,
     rr: RrKind,
@@ -203,7 +199,10 @@ fn frr_rr_ping_exact_fdb_and_withdraw() {
     if !ready() {
         return;
     }
-    let mut fabric = evpnd_fabric("eedrr", RrKind::Frr, 2);
+    // Graceful restart off: the restart at the end checks that End-of-RIB
+    // still ends the adoption window (evpnd announces a helper-only GR
+    // capability so that FRR sends End-of-RIB at all).
+    let mut fabric = evpnd_fabric_with("eedrr", RrKind::Frr, 2, |b| b.evpnd_no_graceful_restart());
     ping_across(&fabric);
     for h in 0..2 {
         let want = expected_rows(&fabric, h, &remote_vms(&fabric, h));

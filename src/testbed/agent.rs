@@ -57,6 +57,17 @@ impl VniConfig {
 }
 
 /// Builder for evpnd's TOML configuration.
+/// Graceful restart as the rendered configuration asks for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GrSetting {
+    /// Key absent: the daemon's default (on).
+    #[default]
+    Default,
+    /// On, with this restart time in seconds.
+    On(u16),
+    Off,
+}
+
 #[derive(Debug, Clone)]
 pub struct EvpndConfig {
     pub asn: u32,
@@ -64,9 +75,8 @@ pub struct EvpndConfig {
     pub local_address: Ipv4Addr,
     pub listen_port: u16,
     pub hold_time: u16,
-    /// `[bgp.graceful_restart]` enabled with this restart time (seconds);
-    /// `None`: the daemon's default.
-    pub graceful_restart: Option<u16>,
+    /// `[bgp.graceful_restart] enable` (and restart time).
+    pub graceful_restart: GrSetting,
     /// `bgp.graceful_restart.withdraw_hold_ms`; `None`: the default.
     pub withdraw_hold_ms: Option<u32>,
     pub neighbors: Vec<Ipv4Addr>,
@@ -85,7 +95,7 @@ impl EvpndConfig {
             local_address: vtep_ip,
             listen_port: 179,
             hold_time: 9,
-            graceful_restart: None,
+            graceful_restart: GrSetting::Default,
             withdraw_hold_ms: None,
             neighbors: Vec::new(),
             local_ip: vtep_ip,
@@ -112,7 +122,13 @@ impl EvpndConfig {
 
     /// Graceful restart (RFC 4724) with `restart_time` seconds.
     pub fn graceful_restart(mut self, restart_time: u16) -> Self {
-        self.graceful_restart = Some(restart_time);
+        self.graceful_restart = GrSetting::On(restart_time);
+        self
+    }
+
+    /// Graceful restart explicitly off (the daemon's default is on).
+    pub fn no_graceful_restart(mut self) -> Self {
+        self.graceful_restart = GrSetting::Off;
         self
     }
 
@@ -143,11 +159,17 @@ impl EvpndConfig {
         let _ = writeln!(c, "local_address = \"{}\"", self.local_address);
         let _ = writeln!(c, "listen_port = {}", self.listen_port);
         let _ = writeln!(c, "hold_time = {}", self.hold_time);
-        if self.graceful_restart.is_some() || self.withdraw_hold_ms.is_some() {
+        if self.graceful_restart != GrSetting::Default || self.withdraw_hold_ms.is_some() {
             let _ = writeln!(c, "\n[bgp.graceful_restart]");
         }
-        if let Some(t) = self.graceful_restart {
-            let _ = writeln!(c, "enable = true\nrestart_time = {t}");
+        match self.graceful_restart {
+            GrSetting::Default => {}
+            GrSetting::On(t) => {
+                let _ = writeln!(c, "enable = true\nrestart_time = {t}");
+            }
+            GrSetting::Off => {
+                let _ = writeln!(c, "enable = false");
+            }
         }
         if let Some(ms) = self.withdraw_hold_ms {
             let _ = writeln!(c, "withdraw_hold_ms = {ms}");
@@ -561,6 +583,17 @@ mod tests {
             v["bgp"]["graceful_restart"]["restart_time"].as_integer(),
             Some(60)
         );
+        let off = EvpndConfig::new(65000, a, "h1")
+            .no_graceful_restart()
+            .render();
+        let off: toml::Value = toml::from_str(&off).unwrap();
+        assert_eq!(
+            off["bgp"]["graceful_restart"]["enable"].as_bool(),
+            Some(false)
+        );
+        // The daemon's own default when nothing is said.
+        let dflt: toml::Value = toml::from_str(&EvpndConfig::new(65000, a, "h1").render()).unwrap();
+        assert!(dflt["bgp"].get("graceful_restart").is_none());
         assert_eq!(v["vni"][0]["flood"].as_str(), Some("static"));
         assert_eq!(v["vni"][0]["static_vteps"][0].as_str(), Some("10.254.0.2"));
         assert_eq!(v["vni"][1]["flood"].as_str(), Some("multicast"));

@@ -16,7 +16,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::agent::{Evpnd, EvpndConfig, VniConfig};
+use super::agent::{Evpnd, EvpndConfig, GrSetting, VniConfig};
 use super::error::{Error, Result};
 use super::frr::{Frr, FrrConfig, RrParams, VtepParams};
 use super::gobgp::{GoBgp, GobgpConfig};
@@ -63,7 +63,7 @@ pub struct FabricBuilder {
     timers: (u16, u16),
     evpnd_binary: Option<PathBuf>,
     evpnd_creates_devices: bool,
-    evpnd_graceful_restart: Option<u16>,
+    evpnd_graceful_restart: GrSetting,
     rr_static_neighbors: bool,
     start_timeout: Duration,
 }
@@ -81,7 +81,7 @@ impl FabricBuilder {
             timers: (3, 9),
             evpnd_binary: None,
             evpnd_creates_devices: true,
-            evpnd_graceful_restart: None,
+            evpnd_graceful_restart: GrSetting::Default,
             rr_static_neighbors: false,
             start_timeout: Duration::from_secs(30),
         }
@@ -141,7 +141,13 @@ impl FabricBuilder {
     /// evpnd hosts announce graceful restart (RFC 4724) with this
     /// restart time in seconds.
     pub fn evpnd_graceful_restart(mut self, restart_time: u16) -> Self {
-        self.evpnd_graceful_restart = Some(restart_time);
+        self.evpnd_graceful_restart = GrSetting::On(restart_time);
+        self
+    }
+
+    /// evpnd hosts run with graceful restart off (the default is on).
+    pub fn evpnd_no_graceful_restart(mut self) -> Self {
+        self.evpnd_graceful_restart = GrSetting::Off;
         self
     }
 

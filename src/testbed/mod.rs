@@ -16,7 +16,7 @@ pub mod netns;
 pub mod process;
 pub mod wait;
 
-pub use agent::{Evpnd, EvpndConfig, NeighborStatus, VniConfig};
+pub use agent::{Evpnd, EvpndConfig, GrSetting, NeighborStatus, VniConfig};
 pub use error::{Error, Result};
 pub use fabric::{Fabric, FabricBuilder, Host, HostKind, RrKind, Vm};
 pub use frr::{EvpnRoute, Frr, FrrConfig, RrParams, VtepParams};
