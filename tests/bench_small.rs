@@ -39,6 +39,12 @@ fn bench_small_is_exact_for_evpnd_and_frr() {
             .unwrap_or_else(|| panic!("no result for {}", target.name()));
         assert_eq!(r.error, None, "{}: {r:?}", target.name());
         assert_eq!(r.installed, 2000, "{}: rows after install", target.name());
+        assert_eq!(
+            r.neighs_installed,
+            1000,
+            "{}: a neighbor entry per MAC+IP route",
+            target.name()
+        );
         assert!(r.install_s.is_some(), "{}: install finished", target.name());
         assert_eq!(
             r.flood_entries,
@@ -52,6 +58,12 @@ fn bench_small_is_exact_for_evpnd_and_frr() {
             target.name()
         );
         assert_eq!(r.remaining, 0, "{}: rows after the drop", target.name());
+        assert_eq!(
+            r.neighs_remaining,
+            0,
+            "{}: neighbors after the drop",
+            target.name()
+        );
         assert!(r.complete(), "{}", target.name());
         if target != Target::Floor {
             assert_eq!(r.latency_ms.len(), 2, "{}: latency samples", target.name());

@@ -60,6 +60,18 @@ impl Workload {
         MacAddress([0x02, 0xbe, b[0], b[1], b[2], b[3]])
     }
 
+    /// The IP of MAC `j`: odd MACs are MAC+IP routes (100.64.0.0 + j),
+    /// even ones MAC-only.
+    pub fn ip(&self, j: u32) -> Option<Ipv4Addr> {
+        (j % 2 == 1)
+            .then(|| Ipv4Addr::from(u32::from(Ipv4Addr::new(100, 64, 0, 0)).wrapping_add(j)))
+    }
+
+    /// How many MAC+IP routes (each a neighbor entry for ARP suppression).
+    pub fn macip_count(&self) -> usize {
+        (self.macs / 2) as usize
+    }
+
     /// (VNI index, VTEP index) of MAC `j`.
     pub fn slot(&self, j: u32) -> (u32, u32) {
         let k = j % self.vnis;
@@ -119,8 +131,7 @@ impl Workload {
         }
         for j in 0..self.macs {
             let (k, vtep) = self.slot(j);
-            let ip = (j % 2 == 1)
-                .then(|| IpAddr::V4(Ipv4Addr::from(u32::from(Ipv4Addr::new(100, 64, 0, 0)) + j)));
+            let ip = self.ip(j).map(IpAddr::V4);
             groups
                 .entry((true, vtep, k))
                 .or_default()

@@ -111,7 +111,7 @@ impl VtepNs {
         Ok(format!("/proc/{pid}/root/sys/class/net/{rel}"))
     }
 
-    /// A counter over every VNI's bridge.
+    /// A counter over every VNI's bridge and the namespace's ARP table.
     pub fn counter(&self, w: &Workload) -> Result<FdbCounter, BenchError> {
         let mut bridges = Vec::new();
         for k in 0..w.vnis {
@@ -125,8 +125,19 @@ impl VtepNs {
                 .map_err(|_| BenchError::Bgp(format!("bad port_no {text:?} in {pn}")))?;
             bridges.push((file, port));
         }
+        // /proc/net/arp leaves NOARP entries out, so neighbors are counted
+        // with a netlink dump on a socket made inside the namespace.
+        let neigh = super::injector::in_netns(self.ns.name(), || {
+            let mut s = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_ROUTE)
+                .map_err(|e| BenchError::io("netlink socket", e))?;
+            s.bind_auto()
+                .map_err(|e| BenchError::io("bind netlink socket", e))?;
+            Ok(s)
+        })?;
         Ok(FdbCounter {
             bridges,
+            neigh,
+            seq: 0,
             buf: vec![0u8; 1 << 16],
         })
     }
@@ -134,10 +145,21 @@ impl VtepNs {
 
 /// Counts the bridge rows pointing at the vxlan port (remote MACs) over
 /// all bridges by reading `brforward` (16-byte `struct __fdb_entry` per
-/// row). Files are opened once; each count re-reads them from offset 0.
+/// row), and the workload's neighbor entries (ARP suppression, one per
+/// MAC+IP route) with an RTM_GETNEIGH dump. Files are opened once; each
+/// count re-reads them from offset 0.
 pub struct FdbCounter {
     bridges: Vec<(File, u16)>,
+    neigh: netlink_sys::Socket,
+    seq: u32,
     buf: Vec<u8>,
+}
+
+/// What a VTEP holds of the workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub rows: usize,
+    pub neighs: usize,
 }
 
 impl FdbCounter {
@@ -168,22 +190,109 @@ impl FdbCounter {
         Ok(total)
     }
 
-    /// Poll until `done(count)` or `timeout`; returns the last count and
-    /// whether `done` was reached. Polls back off with the cost of a
-    /// count, so the reader takes at most a fifth of a core.
+    /// Neighbor entries of the workload (IPv4 in 100.64.0.0/10, any
+    /// device) in the namespace: an AF_INET RTM_GETNEIGH dump.
+    pub fn count_neighs(&mut self) -> Result<usize, BenchError> {
+        const RTM_NEWNEIGH: u16 = 28;
+        const RTM_GETNEIGH: u16 = 30;
+        const NLMSG_ERROR: u16 = 2;
+        const NLMSG_DONE: u16 = 3;
+        const NDA_DST: u16 = 1;
+        self.seq = self.seq.wrapping_add(1);
+        let mut req = Vec::with_capacity(28);
+        req.extend_from_slice(&28u32.to_ne_bytes());
+        req.extend_from_slice(&RTM_GETNEIGH.to_ne_bytes());
+        let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
+        req.extend_from_slice(&flags.to_ne_bytes());
+        req.extend_from_slice(&self.seq.to_ne_bytes());
+        req.extend_from_slice(&0u32.to_ne_bytes());
+        // struct ndmsg: family AF_INET, rest zero (every device).
+        req.extend_from_slice(&[libc::AF_INET as u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        self.neigh
+            .send(&req, 0)
+            .map_err(|e| BenchError::io("neighbor dump request", e))?;
+        let mut total = 0;
+        loop {
+            let n = self
+                .neigh
+                .recv(&mut &mut self.buf[..], 0)
+                .map_err(|e| BenchError::io("neighbor dump", e))?;
+            let mut msg = &self.buf[..n];
+            while msg.len() >= 16 {
+                let len = u32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]) as usize;
+                let ty = u16::from_ne_bytes([msg[4], msg[5]]);
+                let seq = u32::from_ne_bytes([msg[8], msg[9], msg[10], msg[11]]);
+                if len < 16 || len > msg.len() {
+                    return Err(BenchError::Bgp(format!("bad netlink message length {len}")));
+                }
+                if seq == self.seq {
+                    match ty {
+                        NLMSG_DONE => return Ok(total),
+                        NLMSG_ERROR => return Err(BenchError::Bgp("neighbor dump refused".into())),
+                        RTM_NEWNEIGH if len >= 28 => {
+                            let mut attrs = &msg[28..len];
+                            while attrs.len() >= 4 {
+                                let alen = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
+                                let aty = u16::from_ne_bytes([attrs[2], attrs[3]]);
+                                if alen < 4 || alen > attrs.len() {
+                                    break;
+                                }
+                                if aty == NDA_DST && alen == 8 {
+                                    let ip = Ipv4Addr::new(attrs[4], attrs[5], attrs[6], attrs[7]);
+                                    // 100.64.0.0/10
+                                    if u32::from(ip) >> 22
+                                        == u32::from(Ipv4Addr::new(100, 64, 0, 0)) >> 22
+                                    {
+                                        total += 1;
+                                    }
+                                }
+                                attrs = &attrs[((alen + 3) & !3).min(attrs.len())..];
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                msg = &msg[((len + 3) & !3).min(msg.len())..];
+            }
+        }
+    }
+
+    pub fn counts(&mut self) -> Result<Counts, BenchError> {
+        Ok(Counts {
+            rows: self.count()?,
+            neighs: self.count_neighs()?,
+        })
+    }
+
+    /// Poll until the rows, then the neighbor entries, reach `want`, or
+    /// `timeout`; returns the last counts and when `want` was reached.
+    /// Polls back off with the cost of a count, so the reader takes at
+    /// most a fifth of a core. Neighbors are dumped only once the rows are
+    /// complete.
     pub fn wait(
         &mut self,
         timeout: Duration,
-        done: impl Fn(usize) -> bool,
-    ) -> Result<(usize, Option<Instant>), BenchError> {
+        want: Counts,
+    ) -> Result<(Counts, Option<Instant>), BenchError> {
         let start = Instant::now();
+        let mut rows_done = false;
         loop {
             let t = Instant::now();
-            let c = self.count()?;
-            if done(c) {
-                return Ok((c, Some(Instant::now())));
+            let mut c = Counts {
+                rows: self.count()?,
+                neighs: 0,
+            };
+            if c.rows == want.rows {
+                rows_done = true;
+                c.neighs = self.count_neighs()?;
+                if c.neighs == want.neighs {
+                    return Ok((c, Some(Instant::now())));
+                }
             }
             if start.elapsed() > timeout {
+                if !rows_done {
+                    c.neighs = self.count_neighs()?;
+                }
                 return Ok((c, None));
             }
             let cost = t.elapsed();
@@ -192,12 +301,25 @@ impl FdbCounter {
     }
 }
 
-/// `bridge -batch` files writing (and deleting) the workload as the
-/// daemons do: one message per remote MAC with both the bridge row and the
-/// vxlan row (`master self extern_learn`), one flood entry per type-3.
-pub fn floor_batches(w: &Workload) -> (String, String) {
+/// The floor's batch files: `bridge -batch` writing (and deleting) the
+/// FDB rows as the daemons do — one message per remote MAC with both the
+/// bridge row and the vxlan row (`master self extern_learn`), one flood
+/// entry per type-3 — and `ip -batch` writing (and deleting) the neighbor
+/// entry both daemons install per MAC+IP route for ARP suppression (FRR's
+/// zebra: `extern_learn NOARP proto zebra` on the bridge; evpnd the same
+/// with its own protocol number).
+pub struct FloorBatches {
+    pub fdb_add: String,
+    pub fdb_del: String,
+    pub neigh_add: String,
+    pub neigh_del: String,
+}
+
+pub fn floor_batches(w: &Workload) -> FloorBatches {
     let mut add = String::with_capacity(w.macs as usize * 80);
     let mut del = String::with_capacity(w.macs as usize * 60);
+    let mut nadd = String::with_capacity(w.macs as usize * 40);
+    let mut ndel = String::with_capacity(w.macs as usize * 20);
     for i in 0..w.vteps {
         let vx = vxlan_name(w.vni(i % w.vnis));
         let ip = w.vtep_ip(i);
@@ -217,8 +339,21 @@ pub fn floor_batches(w: &Workload) -> (String, String) {
             w.vtep_ip(vtep)
         );
         let _ = writeln!(del, "fdb del {mac} dev {vx} master self");
+        if let Some(ip) = w.ip(j) {
+            let br = bridge_name(w.vni(k));
+            let _ = writeln!(
+                nadd,
+                "neigh replace {ip} lladdr {mac} dev {br} nud noarp extern_learn proto 245"
+            );
+            let _ = writeln!(ndel, "neigh del {ip} dev {br}");
+        }
     }
-    (add, del)
+    FloorBatches {
+        fdb_add: add,
+        fdb_del: del,
+        neigh_add: nadd,
+        neigh_del: ndel,
+    }
 }
 
 /// CPU time of children reaped so far (user, system) in seconds.

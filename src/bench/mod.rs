@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::testbed::{self, Evpnd, EvpndConfig, Frr, FrrConfig, Netns, VniConfig, VtepParams};
 
 use injector::{Session, Workload};
-use kernel::{BridgeShell, FdbCounter, VtepNs, LOCAL_PORT};
+use kernel::{BridgeShell, Counts, FdbCounter, VtepNs, LOCAL_PORT};
 
 /// What went wrong in a bench run.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +105,15 @@ pub struct RunResult {
     pub withdraw_s: Option<f64>,
     /// Rows left when withdraw finished or timed out.
     pub remaining: usize,
+    /// Neighbor entries (ARP suppression, one per MAC+IP route) after
+    /// install and after withdraw; install and withdraw end only when these
+    /// are complete too.
+    pub neighs_installed: usize,
+    pub neighs_remaining: usize,
+    /// Floor only: seconds until the FDB rows alone were written / deleted
+    /// (the neighbor entries come after them).
+    pub install_fdb_s: Option<f64>,
+    pub withdraw_fdb_s: Option<f64>,
     /// Seconds the injector needed to push all UPDATEs into TCP.
     pub send_s: Option<f64>,
     /// CPU of the daemon processes during install / withdraw (user, sys).
@@ -133,6 +142,10 @@ impl RunResult {
             installed: 0,
             withdraw_s: None,
             remaining: 0,
+            neighs_installed: 0,
+            neighs_remaining: 0,
+            install_fdb_s: None,
+            withdraw_fdb_s: None,
             send_s: None,
             install_cpu: (0.0, 0.0),
             withdraw_cpu: (0.0, 0.0),
@@ -152,6 +165,8 @@ impl RunResult {
             && self.withdraw_s.is_some()
             && self.installed == self.macs as usize
             && self.remaining == 0
+            && self.neighs_installed == (self.macs / 2) as usize
+            && self.neighs_remaining == 0
     }
 }
 
@@ -264,31 +279,45 @@ fn count_flood(v: &VtepNs) -> usize {
         .unwrap_or(0)
 }
 
-/// The kernel floor: the workload written and deleted with `bridge -batch`
-/// in the evpnd namespace (no daemon running).
+/// The kernel floor: the workload's FDB rows written and deleted with
+/// `bridge -batch`, then its neighbor entries with `ip -batch`, in the
+/// evpnd namespace (no daemon running).
 fn run_floor(f: &BenchFabric, run: u32, opts: &BenchOptions) -> Result<RunResult, BenchError> {
     let w = &f.workload;
     let mut r = RunResult::new(Target::Floor, w.macs, run);
     let mut counter = f.evpnd.counter(w)?;
-    let (add, del) = kernel::floor_batches(w);
+    let b = kernel::floor_batches(w);
     let dir = testbed::RunDir::new("bench-floor")?;
-    let addf = dir.write("add.batch", &add)?;
-    let delf = dir.write("del.batch", &del)?;
+    let fdb_add = dir.write("fdb-add.batch", &b.fdb_add)?;
+    let fdb_del = dir.write("fdb-del.batch", &b.fdb_del)?;
+    let neigh_add = dir.write("neigh-add.batch", &b.neigh_add)?;
+    let neigh_del = dir.write("neigh-del.batch", &b.neigh_del)?;
     let ns = f.evpnd.ns.handle();
+    let want = Counts {
+        rows: w.macs as usize,
+        neighs: w.macip_count(),
+    };
     let c0 = kernel::children_cpu();
     let t0 = Instant::now();
-    ns.run(&["bridge".as_ref(), "-batch".as_ref(), addf.as_os_str()])?;
-    let (n, t) = counter.wait(opts.timeout, |c| c == w.macs as usize)?;
-    r.installed = n;
+    ns.run(&["bridge".as_ref(), "-batch".as_ref(), fdb_add.as_os_str()])?;
+    r.install_fdb_s = Some(t0.elapsed().as_secs_f64());
+    ns.run(&["ip".as_ref(), "-batch".as_ref(), neigh_add.as_os_str()])?;
+    let (c, t) = counter.wait(opts.timeout, want)?;
+    r.installed = c.rows;
+    r.neighs_installed = c.neighs;
     r.install_s = t.map(|t| (t - t0).as_secs_f64());
     r.install_cpu = sub(kernel::children_cpu(), c0);
     r.flood_entries = count_flood(&f.evpnd);
-    r.installed = counter.count()?;
+    let c = counter.counts()?;
+    (r.installed, r.neighs_installed) = (c.rows, c.neighs);
     let c1 = kernel::children_cpu();
     let t1 = Instant::now();
-    ns.run(&["bridge".as_ref(), "-batch".as_ref(), delf.as_os_str()])?;
-    let (n, t) = counter.wait(opts.timeout, |c| c == 0)?;
-    r.remaining = n;
+    ns.run(&["bridge".as_ref(), "-batch".as_ref(), fdb_del.as_os_str()])?;
+    r.withdraw_fdb_s = Some(t1.elapsed().as_secs_f64());
+    ns.run(&["ip".as_ref(), "-batch".as_ref(), neigh_del.as_os_str()])?;
+    let (c, t) = counter.wait(opts.timeout, Counts { rows: 0, neighs: 0 })?;
+    r.remaining = c.rows;
+    r.neighs_remaining = c.neighs;
     r.withdraw_s = t.map(|t| (t - t1).as_secs_f64());
     r.withdraw_cpu = sub(kernel::children_cpu(), c1);
     Ok(r)
@@ -310,7 +339,7 @@ fn run_daemon(
     };
     let mut r = RunResult::new(target, w.macs, run);
     let mut counter: FdbCounter = v.counter(w)?;
-    let before = counter.count()?;
+    let before = counter.count()? + counter.count_neighs()?;
     if before != 0 {
         return Err(BenchError::Bgp(format!(
             "{} namespace has {before} remote rows before the run",
@@ -338,11 +367,18 @@ fn run_daemon(
     let t0 = Instant::now();
     let (send_res, wait_res) = std::thread::scope(|s| {
         let sender = s.spawn(|| session.send(&enc).map(|()| t0.elapsed()));
-        let wait = counter.wait(opts.timeout, |c| c == w.macs as usize);
+        let wait = counter.wait(
+            opts.timeout,
+            Counts {
+                rows: w.macs as usize,
+                neighs: w.macip_count(),
+            },
+        );
         (sender.join(), wait)
     });
-    let (n, t) = wait_res?;
-    r.installed = n;
+    let (c, t) = wait_res?;
+    r.installed = c.rows;
+    r.neighs_installed = c.neighs;
     r.install_s = t.map(|t| (t - t0).as_secs_f64());
     r.install_cpu = sub(cpu_of(&pids), c0);
     match send_res {
@@ -353,7 +389,8 @@ fn run_daemon(
     if r.install_s.is_some() {
         r.flood_entries = count_flood(v);
         // Exactness: nothing more arrived after the count first hit N.
-        r.installed = counter.count()?;
+        let c = counter.counts()?;
+        (r.installed, r.neighs_installed) = (c.rows, c.neighs);
     }
 
     // Local MAC learned -> route at the injector.
@@ -395,13 +432,14 @@ fn run_daemon(
     let c1 = cpu_of(&pids);
     let t1 = Instant::now();
     session.close();
-    let (n, t) = counter.wait(opts.timeout, |c| c == 0)?;
-    r.remaining = n;
+    let (c, t) = counter.wait(opts.timeout, Counts { rows: 0, neighs: 0 })?;
+    r.remaining = c.rows;
+    r.neighs_remaining = c.neighs;
     r.withdraw_s = t.map(|t| (t - t1).as_secs_f64());
     r.withdraw_cpu = sub(cpu_of(&pids), c1);
     drop(daemon);
     // A fresh start next run: no rows may survive an incomplete one.
-    if r.remaining != 0 {
+    if r.remaining != 0 || r.neighs_remaining != 0 {
         clear_rows(v, w)?;
     }
     Ok(r)
@@ -418,15 +456,18 @@ fn keep_log(daemon: &Daemon, opts: &BenchOptions) {
 
 /// Delete every workload row from a VTEP namespace (after a failed run).
 fn clear_rows(v: &VtepNs, w: &Workload) -> Result<(), BenchError> {
-    let (_, del) = kernel::floor_batches(w);
+    let b = kernel::floor_batches(w);
     let dir = testbed::RunDir::new("bench-clear")?;
-    let delf = dir.write("del.batch", &del)?;
-    let _ = v.ns.run_unchecked(&[
-        "bridge".as_ref(),
-        "-force".as_ref(),
-        "-batch".as_ref(),
-        delf.as_os_str(),
-    ])?;
+    let fdb = dir.write("fdb-del.batch", &b.fdb_del)?;
+    let neigh = dir.write("neigh-del.batch", &b.neigh_del)?;
+    for (tool, f) in [("bridge", fdb), ("ip", neigh)] {
+        let _ = v.ns.run_unchecked(&[
+            tool.as_ref(),
+            "-force".as_ref(),
+            "-batch".as_ref(),
+            f.as_os_str(),
+        ])?;
+    }
     Ok(())
 }
 

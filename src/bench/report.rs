@@ -64,6 +64,9 @@ pub struct Summary {
     pub sys_s: Option<f64>,
     pub peak_rss_mib: Option<f64>,
     pub latency_ms: Option<f64>,
+    /// Floor only: the FDB rows alone (without the neighbor entries).
+    pub install_fdb_s: Option<f64>,
+    pub withdraw_fdb_s: Option<f64>,
     /// Worst row count of an incomplete run.
     pub worst_installed: usize,
     /// Runs whose local-MAC latency probe saw no route.
@@ -93,6 +96,8 @@ pub fn summarize(results: &[RunResult]) -> Vec<Summary> {
                 complete: rs.iter().filter(|r| r.complete()).count(),
                 install_s: m(&|r| r.install_s),
                 withdraw_s: m(&|r| r.withdraw_s),
+                install_fdb_s: m(&|r| r.install_fdb_s),
+                withdraw_fdb_s: m(&|r| r.withdraw_fdb_s),
                 user_s: m(&|r| r.install_s.map(|_| r.install_cpu.0 + r.withdraw_cpu.0)),
                 sys_s: m(&|r| r.install_s.map(|_| r.install_cpu.1 + r.withdraw_cpu.1)),
                 peak_rss_mib: m(&|r| (r.peak_rss_kib > 0).then(|| r.peak_rss_kib as f64 / 1024.0)),
@@ -122,14 +127,16 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
 /// One progress line for a run.
 pub fn one_line(r: &RunResult) -> String {
     format!(
-        "{:<5} run {} {} MACs: install {} s ({} rows), withdraw {} s ({} left), cpu user {:.2}+{:.2} s sys {:.2}+{:.2} s, peak RSS {} MiB, flood {}, latency {} ms, load {:.2}{}",
+        "{:<5} run {} {} MACs: install {} s ({} rows, {} neighbors), withdraw {} s ({} left, {} neighbors), cpu user {:.2}+{:.2} s sys {:.2}+{:.2} s, peak RSS {} MiB, flood {}, latency {} ms, load {:.2}{}",
         r.target.name(),
         r.run,
         r.macs,
         opt(r.install_s, 3),
         r.installed,
+        r.neighs_installed,
         opt(r.withdraw_s, 3),
         r.remaining,
+        r.neighs_remaining,
         r.install_cpu.0,
         r.withdraw_cpu.0,
         r.install_cpu.1,
@@ -196,12 +203,21 @@ pub fn table(rep: &Report) -> String {
                 format!("{} ({})", opt(s.latency_ms, 1), s.latency_misses)
             },
         );
+        if floor && s.install_fdb_s.is_some() {
+            let _ = writeln!(
+                o,
+                "| {} | floor, FDB rows only | - | {} | {} | - | - | - | - |",
+                s.macs,
+                opt(s.install_fdb_s, 3),
+                opt(s.withdraw_fdb_s, 3),
+            );
+        }
     }
     let _ = writeln!(
         o,
-        "\n| MACs | install evpnd/FRR | install evpnd/floor | withdraw evpnd/FRR | withdraw evpnd/floor | user CPU evpnd/FRR | RSS evpnd/FRR |"
+        "\n| MACs | install evpnd/FRR | install evpnd/floor | install evpnd/FDB-only floor | withdraw evpnd/FRR | withdraw evpnd/floor | user CPU evpnd/FRR | RSS evpnd/FRR |"
     );
-    let _ = writeln!(o, "|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(o, "|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut sizes: Vec<u32> = sums.iter().map(|s| s.macs).collect();
     sizes.dedup();
     for macs in sizes {
@@ -210,10 +226,11 @@ pub fn table(rep: &Report) -> String {
         let g = |s: Option<&Summary>, k: fn(&Summary) -> Option<f64>| s.and_then(k);
         let _ = writeln!(
             o,
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             macs,
             ratio(g(e, |s| s.install_s), g(f, |s| s.install_s)),
             ratio(g(e, |s| s.install_s), g(fl, |s| s.install_s)),
+            ratio(g(e, |s| s.install_s), g(fl, |s| s.install_fdb_s)),
             ratio(g(e, |s| s.withdraw_s), g(f, |s| s.withdraw_s)),
             ratio(g(e, |s| s.withdraw_s), g(fl, |s| s.withdraw_s)),
             ratio(g(e, |s| s.user_s), g(f, |s| s.user_s)),
