@@ -50,6 +50,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use smallvec::SmallVec;
+
 use evpnd_bgp::{AfiSafi, AsPath, NextHop, Origin, PathAttributes, Update};
 
 use crate::extcomm::{
@@ -594,17 +596,19 @@ enum DpVal {
     Mac(MacAddress),
 }
 
-/// Keys touched in the current batch with their value before it.
+/// Keys touched in the current batch with their value before it, in the
+/// order of their first touch. The value lives next to the key in `order`
+/// so that the flush does not look it up again.
 #[derive(Debug)]
 struct Pending<K, V> {
-    orig: HashMap<K, Option<V>>,
-    order: Vec<K>,
+    seen: HashSet<K>,
+    order: Vec<(K, Option<V>)>,
 }
 
 impl<K, V> Default for Pending<K, V> {
     fn default() -> Self {
         Pending {
-            orig: HashMap::default(),
+            seen: HashSet::default(),
             order: Vec::new(),
         }
     }
@@ -612,16 +616,14 @@ impl<K, V> Default for Pending<K, V> {
 
 impl<K: std::hash::Hash + Eq + Copy, V> Pending<K, V> {
     fn touch(&mut self, k: K, cur: impl FnOnce() -> Option<V>) {
-        if let Entry::Vacant(e) = self.orig.entry(k) {
-            e.insert(cur());
-            self.order.push(k);
+        if self.seen.insert(k) {
+            self.order.push((k, cur()));
         }
     }
-    fn take(&mut self) -> (HashMap<K, Option<V>>, Vec<K>) {
-        (
-            std::mem::take(&mut self.orig),
-            std::mem::take(&mut self.order),
-        )
+    /// The touched keys; the set's memory goes back after a big batch.
+    fn take(&mut self) -> Vec<(K, Option<V>)> {
+        self.seen = HashSet::default();
+        std::mem::take(&mut self.order)
     }
 }
 
@@ -1068,11 +1070,13 @@ impl Rib {
         now: Instant,
         out: &mut RibOutput,
     ) -> usize {
-        let mut changes = Vec::new();
         let mut removed = 0;
         let local_vtep = self.cfg.local_vtep;
-        let (peers, asn) = (&self.peers, self.cfg.asn);
-        self.routes.retain(|key, entry| {
+        // The groups are updated as the walk goes (`apply` never reads the
+        // Loc-RIB), rather than collecting every change first: a lost
+        // session would otherwise hold a copy of every contribution.
+        let mut routes = std::mem::take(&mut self.routes);
+        routes.retain(|key, entry| {
             if !entry
                 .paths
                 .iter()
@@ -1087,17 +1091,15 @@ impl Rib {
                 .retain(|p| !(p.shared.peer == peer && (p.stale || !stale_only)));
             if entry.paths.len() != before {
                 removed += before - entry.paths.len();
-                select_best(key, &mut entry.paths, peers, asn);
+                select_best(key, &mut entry.paths, &self.peers, self.cfg.asn);
                 let new = contrib_of(key, entry, local_vtep);
                 if old != new {
-                    changes.push((old, new));
+                    self.apply(&old, &new, now, out);
                 }
             }
             !entry.paths.is_empty()
         });
-        for (old, new) in changes {
-            self.apply(&old, &new, now, out);
-        }
+        self.routes = routes;
         // Give memory back after a mass removal (a lost session).
         if self.routes.len() * 4 < self.routes.capacity() {
             self.routes.shrink_to_fit();
@@ -1119,11 +1121,11 @@ impl Rib {
                 // forwarding on them. Staleness only reorders paths among
                 // peers; the dataplane changes only if another peer's fresh
                 // path now wins.
-                let mut changes = Vec::new();
                 let local_vtep = self.cfg.local_vtep;
-                let (peers, asn) = (&self.peers, self.cfg.asn);
                 let mut any = false;
-                for (key, entry) in self.routes.iter_mut() {
+                // `apply` never reads the Loc-RIB: see remove_peer_paths.
+                let mut routes = std::mem::take(&mut self.routes);
+                for (key, entry) in routes.iter_mut() {
                     if !entry.paths.iter().any(|p| p.shared.peer == peer) {
                         continue;
                     }
@@ -1132,15 +1134,13 @@ impl Rib {
                     for p in entry.paths.iter_mut().filter(|p| p.shared.peer == peer) {
                         p.stale = true;
                     }
-                    select_best(key, &mut entry.paths, peers, asn);
+                    select_best(key, &mut entry.paths, &self.peers, self.cfg.asn);
                     let new = contrib_of(key, entry, local_vtep);
                     if old != new {
-                        changes.push((old, new));
+                        self.apply(&old, &new, now, out);
                     }
                 }
-                for (old, new) in changes {
-                    self.apply(&old, &new, now, out);
-                }
+                self.routes = routes;
                 if let Some(st) = self.peers.get_mut(&peer) {
                     st.has_stale |= any;
                 }
@@ -1172,8 +1172,9 @@ impl Rib {
     // --- Dataplane groups ----------------------------------------------------
 
     fn apply(&mut self, old: &Contrib, new: &Contrib, now: Instant, out: &mut RibOutput) {
-        let mut mac_keys: Vec<(Vni, MacAddress)> = Vec::new();
-        let mut neigh_keys: Vec<(Vni, IpAddr)> = Vec::new();
+        // Usually one VNI: no allocation for the keys to resolve.
+        let mut mac_keys: SmallVec<[(Vni, MacAddress); 4]> = SmallVec::new();
+        let mut neigh_keys: SmallVec<[(Vni, IpAddr); 4]> = SmallVec::new();
         for (c, add) in [(old, false), (new, true)] {
             match c {
                 Contrib::None => {}
@@ -1680,9 +1681,7 @@ impl Rib {
     }
 
     fn flush(&mut self, out: &mut RibOutput) {
-        let (orig, order) = self.dp.take();
-        for key in order {
-            let before = orig.get(&key).copied().flatten();
+        for (key, before) in self.dp.take() {
             let now = self.current_dp(&key);
             if before == now {
                 continue;
@@ -1702,15 +1701,14 @@ impl Rib {
             out.intents.push(intent);
         }
 
-        let (orig, order) = self.out.take();
+        let order = self.out.take();
         let any_up = self.peers.values().any(|p| p.established);
         let nh = self.cfg.local_vtep;
         if any_up {
             let mut announce = Vec::new();
             let mut withdraw = Vec::new();
-            for key in order {
-                let before = orig.get(&key).and_then(|o| o.as_ref());
-                match (before, self.local_routes.get(&key)) {
+            for (key, before) in &order {
+                match (before.as_ref(), self.local_routes.get(key)) {
                     (b, Some(cur)) if b != Some(cur) => {
                         announce.push((cur.nlri, cur.attrs.clone(), nh))
                     }
