@@ -487,8 +487,9 @@ fn join_nlri(key: &RouteKey, extra: &NlriExtra) -> EvpnNlri {
 
 #[derive(Debug, Clone, Default)]
 struct RouteEntry {
-    /// `paths[0]` is the best path.
-    paths: Vec<Path>,
+    /// `paths[0]` is the best path. Inline when there is one path (one
+    /// session, or one route reflector): no allocation per route.
+    paths: SmallVec<[Path; 1]>,
 }
 
 /// What the best path of one entry adds to the dataplane groups.
@@ -537,7 +538,8 @@ fn cand_cmp(a: &MacCand, b: &MacCand) -> Ordering {
 
 #[derive(Debug, Default)]
 struct MacState {
-    remote: Vec<MacCand>,
+    /// Inline when one remote route claims the MAC (the common case).
+    remote: SmallVec<[MacCand; 1]>,
     /// Learned here, with the sequence number we advertise.
     local: Option<u32>,
     /// Local neighbor IPs on this MAC (MAC+IP routes we originate).
@@ -564,7 +566,7 @@ impl MacState {
 #[derive(Debug, Default)]
 struct NeighState {
     /// (mac, candidate) per remote MAC+IP route for this IP.
-    remote: Vec<(MacAddress, MacCand)>,
+    remote: SmallVec<[(MacAddress, MacCand); 1]>,
     installed: Option<MacAddress>,
 }
 
@@ -1106,6 +1108,9 @@ impl Rib {
         }
         if self.macs.len() * 4 < self.macs.capacity() {
             self.macs.shrink_to_fit();
+        }
+        if self.neighs.len() * 4 < self.neighs.capacity() {
+            self.neighs.shrink_to_fit();
         }
         removed
     }
@@ -1903,6 +1908,8 @@ mod size_tests {
     #[test]
     fn sizes() {
         assert!(std::mem::size_of::<Path>() <= 48);
+        // One path inline, no discriminant (smallvec's `union`).
+        assert!(std::mem::size_of::<SmallVec<[Path; 1]>>() <= 56);
         assert!(std::mem::size_of::<RouteKey>() <= 40);
         assert!(std::mem::size_of::<MacCand>() <= 56);
     }
