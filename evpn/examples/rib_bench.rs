@@ -223,6 +223,7 @@ struct Run {
     withdraw: Duration,
     counters: Duration,
     live: usize,
+    rss: usize,
     peak_install: usize,
     peak_withdraw: usize,
     left: usize,
@@ -234,6 +235,7 @@ fn run(w: &Workload, updates: &[Vec<u8>], opts: &CodecOptions, batch: usize) -> 
     let peer = IpAddr::V4(INJECTOR_ID);
     let now = Instant::now();
     let base = LIVE.load(Relaxed);
+    let rss0 = rss_bytes();
     PEAK.store(base, Relaxed);
     let router_id = Ipv4Addr::new(10, 99, 1, 2);
     let mut rib = Rib::new(RibConfig {
@@ -273,6 +275,7 @@ fn run(w: &Workload, updates: &[Vec<u8>], opts: &CodecOptions, batch: usize) -> 
     }
     r.allocs_install = ALLOCS.load(Relaxed) - a0;
     r.live = LIVE.load(Relaxed).saturating_sub(base);
+    r.rss = rss_bytes().saturating_sub(rss0);
     r.peak_install = PEAK.load(Relaxed).saturating_sub(base);
     let installed = counts;
     assert_eq!(
@@ -326,6 +329,19 @@ fn census(rib: &Rib) -> RibCounters {
     std::hint::black_box(rib.counters())
 }
 
+/// Resident memory: the heap figures count capacity, RSS only the pages
+/// touched (a vector's unused tail is not). Meaningful for the first size
+/// of a run (freed memory is not always given back).
+fn rss_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let l = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+            l.split_whitespace().nth(1)?.parse::<usize>().ok()
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
 /// Intents by kind: [MAC, neighbor, flood].
 fn count(intents: &[Intent], c: &mut [u64; 3]) {
     for i in intents {
@@ -360,13 +376,14 @@ fn main() {
         extended_message: true,
     };
     println!(
-        "{:>8} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
+        "{:>8} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
         "MACs",
         "batch",
         "inst_us",
         "wdr_us",
         "dec_us",
         "live_B",
+        "rss_B",
         "pkI_B",
         "pkW_B",
         "left_B",
@@ -396,13 +413,14 @@ fn main() {
         let us = |d: Duration| d.as_secs_f64() * 1e6 / n;
         let b = |x: usize| x as f64 / n;
         println!(
-            "{:>8} {:>6} {:>8.3} {:>8.3} {:>8.3} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>8.2} {:>8.2} {:>7.2}ms",
+            "{:>8} {:>6} {:>8.3} {:>8.3} {:>8.3} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>8.2} {:>8.2} {:>7.2}ms",
             macs,
             batch,
             us(r.install),
             us(r.withdraw),
             us(r.decode),
             b(r.live),
+            b(r.rss),
             b(r.peak_install),
             b(r.peak_withdraw),
             b(r.left),

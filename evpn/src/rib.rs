@@ -68,6 +68,11 @@ use crate::types::{Esi, EthernetTag, Label, MacAddress, RouteDistinguisher, Vni}
 // colliding keys cannot be computed in advance.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+/// The per-route tables: entries in one dense vector, the hash table holds
+/// indexes only. A hash map's buckets are the entries themselves, and a
+/// table that just doubled is half empty (1M routes sit in 2M buckets);
+/// here the empty part is an 8-byte index and untouched vector capacity.
+type DenseMap<K, V> = indexmap::IndexMap<K, V, foldhash::fast::RandomState>;
 
 /// A BGP peer, by its address.
 pub type PeerId = IpAddr;
@@ -637,9 +642,9 @@ pub struct Rib {
     vnis: BTreeMap<Vni, VniState>,
     exact_import: HashMap<RouteTarget, Vec<Vni>>,
     any_global_import: HashMap<u32, Vec<Vni>>,
-    routes: HashMap<RouteKey, RouteEntry>,
-    macs: HashMap<(Vni, MacAddress), MacState>,
-    neighs: HashMap<(Vni, IpAddr), NeighState>,
+    routes: DenseMap<RouteKey, RouteEntry>,
+    macs: DenseMap<(Vni, MacAddress), MacState>,
+    neighs: DenseMap<(Vni, IpAddr), NeighState>,
     flood: HashMap<(Vni, IpAddr), u32>,
     local_neighs: HashMap<(Vni, IpAddr), MacAddress>,
     frozen: HashSet<(Vni, MacAddress)>,
@@ -810,9 +815,9 @@ impl Rib {
             vnis: BTreeMap::new(),
             exact_import: HashMap::default(),
             any_global_import: HashMap::default(),
-            routes: HashMap::default(),
-            macs: HashMap::default(),
-            neighs: HashMap::default(),
+            routes: DenseMap::default(),
+            macs: DenseMap::default(),
+            neighs: DenseMap::default(),
             flood: HashMap::default(),
             local_neighs: HashMap::default(),
             frozen: HashSet::default(),
@@ -892,7 +897,7 @@ impl Rib {
                         .iter()
                         .filter(|k| {
                             self.macs
-                                .get(k)
+                                .get(*k)
                                 .and_then(MacState::frozen)
                                 .is_some_and(|t| now.saturating_duration_since(t) >= d)
                         })
@@ -1056,7 +1061,7 @@ impl Rib {
         select_best(key, &mut entry.paths, &self.peers, self.cfg.asn);
         let new = contrib_of(key, entry, self.cfg.local_vtep);
         if entry.paths.is_empty() {
-            self.routes.remove(key);
+            self.routes.swap_remove(key);
         }
         if old != new {
             self.apply(&old, &new, now, out);
@@ -1251,7 +1256,7 @@ impl Rib {
                 remote_vtep(winner).map(DpVal::Vtep)
             });
             let advertised = st.advertised;
-            self.macs.remove(&key);
+            self.macs.swap_remove(&key);
             if self.frozen.remove(&key) {
                 out.events.push(RibEvent::DuplicateMacCleared { vni, mac });
             }
@@ -1350,7 +1355,7 @@ impl Rib {
             st.installed = want;
         }
         if st.remote.is_empty() && st.installed.is_none() {
-            self.neighs.remove(&key);
+            self.neighs.swap_remove(&key);
         }
     }
 
@@ -1649,7 +1654,7 @@ impl Rib {
         // not, and its local learning.
         let macs: Vec<_> = self.macs.keys().filter(|k| k.0 == vni).copied().collect();
         for k in macs {
-            if let Some(st) = self.macs.remove(&k) {
+            if let Some(st) = self.macs.swap_remove(&k) {
                 let w = st.winner;
                 self.dp
                     .touch(DpKey::Mac(k.0, k.1), || remote_vtep(w).map(DpVal::Vtep));
@@ -1658,7 +1663,7 @@ impl Rib {
         }
         let neighs: Vec<_> = self.neighs.keys().filter(|k| k.0 == vni).copied().collect();
         for k in neighs {
-            if let Some(st) = self.neighs.remove(&k) {
+            if let Some(st) = self.neighs.swap_remove(&k) {
                 let m = st.installed;
                 self.dp.touch(DpKey::Neigh(k.0, k.1), || m.map(DpVal::Mac));
             }
