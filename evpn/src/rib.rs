@@ -634,6 +634,57 @@ impl<K: std::hash::Hash + Eq + Copy, V> Pending<K, V> {
     }
 }
 
+/// The Loc-RIB census behind [`Rib::counters`], kept as entries change so
+/// that reading it costs O(VNIs), not a walk over every route (the
+/// metrics read it every few seconds). Each change subtracts the entry's
+/// share before and adds it after.
+#[derive(Debug, Default)]
+struct Census {
+    /// Best routes per importing VNI and route type.
+    best: HashMap<Vni, [u64; 6]>,
+    /// Paths per importing VNI and route type.
+    paths: HashMap<Vni, [u64; 6]>,
+    no_vni: [u64; 6],
+    total_paths: u64,
+}
+
+impl Census {
+    /// Add (`add`) or remove an entry's share. An entry without paths has
+    /// none (it is about to leave the Loc-RIB).
+    fn count(&mut self, key: &RouteKey, entry: &RouteEntry, add: bool) {
+        let Some(best) = entry.paths.first() else {
+            return;
+        };
+        // Wrapping: a bug must not crash the daemon (the tests check that
+        // the census always equals a recount).
+        let step = |x: &mut u64| {
+            *x = if add {
+                x.wrapping_add(1)
+            } else {
+                x.wrapping_sub(1)
+            }
+        };
+        let t = usize::from(key.route_type()).min(5);
+        let n = entry.paths.len() as u64;
+        self.total_paths = if add {
+            self.total_paths.wrapping_add(n)
+        } else {
+            self.total_paths.wrapping_sub(n)
+        };
+        for p in &entry.paths {
+            for v in p.shared.vnis.iter() {
+                step(&mut self.paths.entry(*v).or_default()[t]);
+            }
+        }
+        if best.shared.vnis.is_empty() {
+            step(&mut self.no_vni[t]);
+        }
+        for v in best.shared.vnis.iter() {
+            step(&mut self.best.entry(*v).or_default()[t]);
+        }
+    }
+}
+
 /// The EVPN RIB. See the module documentation.
 #[derive(Debug)]
 pub struct Rib {
@@ -653,6 +704,7 @@ pub struct Rib {
     out: Pending<RouteKey, LocalRoute>,
     full_table_to: Vec<(PeerId, bool)>,
     counters: RibCounters,
+    census: Census,
 }
 
 /// RFC 4271 §9.1.2.2 with RFC 4456 §9, preceded by RFC 7432 §15 MAC
@@ -826,6 +878,7 @@ impl Rib {
             out: Pending::default(),
             full_table_to: Vec::new(),
             counters: RibCounters::default(),
+            census: Census::default(),
         }
     }
 
@@ -1028,6 +1081,7 @@ impl Rib {
 
     fn upsert(&mut self, key: RouteKey, path: Path, now: Instant, out: &mut RibOutput) {
         let entry = self.routes.entry(key).or_default();
+        self.census.count(&key, entry, false);
         let old = contrib_of(&key, entry, self.cfg.local_vtep);
         match entry
             .paths
@@ -1043,6 +1097,7 @@ impl Rib {
             }
         }
         select_best(&key, &mut entry.paths, &self.peers, self.cfg.asn);
+        self.census.count(&key, entry, true);
         let new = contrib_of(&key, entry, self.cfg.local_vtep);
         if old != new {
             self.apply(&old, &new, now, out);
@@ -1056,9 +1111,11 @@ impl Rib {
         let Some(pos) = entry.paths.iter().position(|p| p.shared.peer == peer) else {
             return;
         };
+        self.census.count(key, entry, false);
         let old = contrib_of(key, entry, self.cfg.local_vtep);
         entry.paths.swap_remove(pos);
         select_best(key, &mut entry.paths, &self.peers, self.cfg.asn);
+        self.census.count(key, entry, true);
         let new = contrib_of(key, entry, self.cfg.local_vtep);
         if entry.paths.is_empty() {
             self.routes.swap_remove(key);
@@ -1092,6 +1149,7 @@ impl Rib {
                 return true;
             }
             let before = entry.paths.len();
+            self.census.count(key, entry, false);
             let old = contrib_of(key, entry, local_vtep);
             entry
                 .paths
@@ -1104,6 +1162,7 @@ impl Rib {
                     self.apply(&old, &new, now, out);
                 }
             }
+            self.census.count(key, entry, true);
             !entry.paths.is_empty()
         });
         self.routes = routes;
@@ -1140,11 +1199,13 @@ impl Rib {
                         continue;
                     }
                     any = true;
+                    self.census.count(key, entry, false);
                     let old = contrib_of(key, entry, local_vtep);
                     for p in entry.paths.iter_mut().filter(|p| p.shared.peer == peer) {
                         p.stale = true;
                     }
                     select_best(key, &mut entry.paths, &self.peers, self.cfg.asn);
+                    self.census.count(key, entry, true);
                     let new = contrib_of(key, entry, local_vtep);
                     if old != new {
                         self.apply(&old, &new, now, out);
@@ -1529,7 +1590,10 @@ impl Rib {
         let local_vtep = self.cfg.local_vtep;
         let (peers, asn) = (&self.peers, self.cfg.asn);
         let (exact, any) = (&self.exact_import, &self.any_global_import);
+        let census = &mut self.census;
         self.routes.retain(|key, entry| {
+            // Out before any path changes, back in as it ends up.
+            census.count(key, entry, false);
             let old = contrib_of(key, entry, local_vtep);
             let mut changed = false;
             for p in entry.paths.iter_mut() {
@@ -1553,6 +1617,7 @@ impl Rib {
                 }
             }
             if !changed {
+                census.count(key, entry, true);
                 return true;
             }
             if matches!(
@@ -1562,6 +1627,7 @@ impl Rib {
                 entry.paths.retain(|p| !p.shared.vnis.is_empty());
             }
             select_best(key, &mut entry.paths, peers, asn);
+            census.count(key, entry, true);
             let new = contrib_of(key, entry, local_vtep);
             if old != new {
                 changes.push((old, new));
@@ -1828,7 +1894,28 @@ impl Rib {
         self.vnis.values().map(|s| &s.cfg)
     }
 
+    /// Cumulative counters and the Loc-RIB census: O(VNIs).
     pub fn counters(&self) -> RibCounters {
+        let mut c = self.counters.clone();
+        let per = |m: &HashMap<Vni, [u64; 6]>| -> BTreeMap<Vni, [u64; 6]> {
+            self.vnis
+                .keys()
+                .map(|v| (*v, m.get(v).copied().unwrap_or_default()))
+                .collect()
+        };
+        c.per_vni = per(&self.census.best);
+        c.paths_per_vni = per(&self.census.paths);
+        c.no_vni = self.census.no_vni;
+        c.routes = self.routes.len() as u64;
+        c.paths = self.census.total_paths;
+        c.local_routes = self.local_routes.len() as u64;
+        c
+    }
+
+    /// [`Rib::counters`] by a walk over the whole Loc-RIB (the census it
+    /// keeps must always equal this).
+    #[cfg(test)]
+    fn recount(&self) -> RibCounters {
         let mut c = self.counters.clone();
         c.per_vni = self.vnis.keys().map(|v| (*v, [0; 6])).collect();
         c.paths_per_vni = c.per_vni.clone();
@@ -1917,5 +2004,167 @@ mod size_tests {
         assert!(std::mem::size_of::<SmallVec<[Path; 1]>>() <= 56);
         assert!(std::mem::size_of::<RouteKey>() <= 40);
         assert!(std::mem::size_of::<MacCand>() <= 56);
+    }
+}
+
+#[cfg(test)]
+mod census_tests {
+    use super::*;
+    use crate::route::{EthernetAdRoute, IpPrefixRoute};
+    use evpnd_bgp::{MpReach, MpUnreach};
+
+    /// xorshift64: a reproducible stream without another dependency.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    fn v4(last: u8) -> Ipv4Addr {
+        Ipv4Addr::new(10, 0, 0, last)
+    }
+
+    fn vni(v: u32) -> Vni {
+        Vni::new(v).unwrap()
+    }
+
+    fn nlri(r: &mut Rng) -> EvpnNlri {
+        let vtep = v4(10 + r.below(4) as u8);
+        let rd = RouteDistinguisher::auto(vtep, 1 + r.below(3) as u16);
+        match r.below(10) {
+            0..=5 => EvpnNlri::MacIp(MacIpRoute {
+                rd,
+                esi: Esi::ZERO,
+                eth_tag: EthernetTag(0),
+                mac: MacAddress([2, 0, 0, 0, 0, r.below(12) as u8]),
+                ip: (r.below(2) == 0).then(|| IpAddr::V4(v4(100 + r.below(6) as u8))),
+                label1: Label::new(100),
+                label2: None,
+            }),
+            6..=7 => EvpnNlri::InclusiveMulticast(InclusiveMulticastRoute {
+                rd,
+                eth_tag: EthernetTag(0),
+                originator: IpAddr::V4(vtep),
+            }),
+            8 => EvpnNlri::EthernetAd(EthernetAdRoute {
+                rd,
+                esi: Esi([1; 10]),
+                eth_tag: EthernetTag(0),
+                label: Label::new(100),
+            }),
+            _ => EvpnNlri::IpPrefix(IpPrefixRoute {
+                rd,
+                esi: Esi::ZERO,
+                eth_tag: EthernetTag(0),
+                prefix: "10.10.0.0/16".parse().unwrap(),
+                gateway: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                label: Label::new(5000),
+            }),
+        }
+    }
+
+    fn update(r: &mut Rng) -> Update<EvpnNlri> {
+        let routes: Vec<EvpnNlri> = (0..1 + r.below(5)).map(|_| nlri(r)).collect();
+        if r.below(4) == 0 {
+            return Update {
+                mp_unreach: Some(MpUnreach {
+                    afi_safi: AfiSafi::L2VPN_EVPN,
+                    withdrawn: routes,
+                }),
+                ..Default::default()
+            };
+        }
+        // One or two route targets among two configured VNIs and one not.
+        let mut ecs: Vec<evpnd_bgp::ExtCommunity> = (0..1 + r.below(2))
+            .map(|_| RouteTarget::auto(65000, vni(100 * (1 + r.below(3) as u32))).into())
+            .collect();
+        if r.below(3) == 0 {
+            ecs.push(
+                EvpnExtCommunity::MacMobility(MacMobility::new(r.below(3) as u32, false)).into(),
+            );
+        }
+        let nh = v4(10 + r.below(4) as u8);
+        Update {
+            attributes: PathAttributes {
+                origin: Some(Origin::Igp),
+                as_path: Some(AsPath::default()),
+                local_pref: Some(100 + r.below(2) as u32),
+                originator_id: Some(nh),
+                ext_communities: ecs,
+                ..Default::default()
+            },
+            mp_reach: Some(MpReach {
+                afi_safi: AfiSafi::L2VPN_EVPN,
+                next_hop: NextHop::Ip(IpAddr::V4(nh)),
+                nlri: routes,
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// The census kept by `counters()` equals a full recount after every
+    /// step of random sessions, updates, withdraws, graceful restarts and
+    /// VNI changes.
+    #[test]
+    fn counters_equal_a_recount() {
+        let now = Instant::now();
+        for seed in 1..=40u64 {
+            let mut r = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let mut rib = Rib::new(RibConfig {
+                router_id: v4(1),
+                asn: 65000,
+                local_vtep: IpAddr::V4(v4(1)),
+                dup_detect: DupDetectConfig::default(),
+            });
+            for v in [100, 200] {
+                rib.handle(
+                    RibInput::VniAdd(VniConfig::auto(vni(v), 65000, v4(1), 1)),
+                    now,
+                );
+            }
+            for step in 0..300 {
+                let peer = IpAddr::V4(v4(200 + r.below(2) as u8));
+                let input = match r.below(20) {
+                    0 => RibInput::PeerUp {
+                        peer,
+                        router_id: v4(200),
+                        asn: 65000,
+                    },
+                    1 => RibInput::PeerDown {
+                        peer,
+                        graceful_restart: (r.below(2) == 0).then_some(Duration::from_secs(60)),
+                    },
+                    2 => RibInput::EndOfRib { peer },
+                    3 => RibInput::StaleTimerExpired { peer },
+                    4 => {
+                        let v = 100 * (1 + r.below(3) as u32);
+                        RibInput::VniAdd(VniConfig::auto(vni(v), 65000, v4(1), v as u16 / 100))
+                    }
+                    5 => RibInput::VniRemove(vni(100 * (1 + r.below(3) as u32))),
+                    6 => RibInput::LocalMacAdd {
+                        vni: vni(100),
+                        mac: MacAddress([2, 0, 0, 0, 0, r.below(12) as u8]),
+                    },
+                    _ => RibInput::Update {
+                        peer,
+                        update: update(&mut r),
+                    },
+                };
+                let what = format!("{input:?}");
+                rib.handle(input, now);
+                assert_eq!(
+                    rib.counters(),
+                    rib.recount(),
+                    "seed {seed} step {step}: {what}"
+                );
+            }
+        }
     }
 }
