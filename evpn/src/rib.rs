@@ -603,6 +603,10 @@ enum DpVal {
     Mac(MacAddress),
 }
 
+/// Pending dataplane keys that make [`Rib::handle_batch`] emit the intents so
+/// far (~2 MB of bookkeeping; a 1M-route batch would otherwise hold ~130 MB).
+const DP_FLUSH_KEYS: usize = 1 << 14;
+
 /// Keys touched in the current batch with their value before it, in the
 /// order of their first touch. The value lives next to the key in `order`
 /// so that the flush does not look it up again.
@@ -627,10 +631,22 @@ impl<K: std::hash::Hash + Eq + Copy, V> Pending<K, V> {
             self.order.push((k, cur()));
         }
     }
-    /// The touched keys; the set's memory goes back after a big batch.
+    /// The touched keys. Memory up to a mid-batch flush's worth is kept
+    /// for the next batch (no regrowth every time); more goes back.
     fn take(&mut self) -> Vec<(K, Option<V>)> {
-        self.seen = HashSet::default();
+        if self.seen.capacity() > 2 * DP_FLUSH_KEYS {
+            self.seen = HashSet::default();
+        } else {
+            self.seen.clear();
+        }
         std::mem::take(&mut self.order)
+    }
+    /// Hand the emptied list back to keep its capacity.
+    fn give_back(&mut self, mut order: Vec<(K, Option<V>)>) {
+        if order.capacity() <= 2 * DP_FLUSH_KEYS && self.order.is_empty() {
+            order.clear();
+            self.order = order;
+        }
     }
 }
 
@@ -890,7 +906,9 @@ impl Rib {
         self.handle_batch(std::iter::once(input), now)
     }
 
-    /// Process inputs in order and emit one coalesced output.
+    /// Process inputs in order and emit one coalesced output. (A batch that
+    /// touches more than 16,384 dataplane keys is coalesced in parts, to
+    /// bound its memory; the dataplane ends in the same state.)
     pub fn handle_batch(
         &mut self,
         inputs: impl IntoIterator<Item = RibInput>,
@@ -899,6 +917,7 @@ impl Rib {
         let mut out = RibOutput::default();
         for input in inputs {
             self.process(input, now, &mut out);
+            self.flush_dp_if_big(&mut out);
         }
         self.flush(&mut out);
         out
@@ -1160,6 +1179,7 @@ impl Rib {
                 let new = contrib_of(key, entry, local_vtep);
                 if old != new {
                     self.apply(&old, &new, now, out);
+                    self.flush_dp_if_big(out);
                 }
             }
             self.census.count(key, entry, true);
@@ -1756,8 +1776,24 @@ impl Rib {
         }
     }
 
+    /// Bound the memory of a huge batch (a full table, a lost session):
+    /// emit the intents so far once this many keys are pending. The
+    /// dataplane ends in the same state; a key changed twice in such a batch
+    /// may get two intents instead of one.
+    fn flush_dp_if_big(&mut self, out: &mut RibOutput) {
+        if self.dp.order.len() >= DP_FLUSH_KEYS {
+            self.flush_dp(out);
+        }
+    }
+
     fn flush(&mut self, out: &mut RibOutput) {
-        for (key, before) in self.dp.take() {
+        self.flush_dp(out);
+        self.flush_out(out);
+    }
+
+    fn flush_dp(&mut self, out: &mut RibOutput) {
+        let mut order = self.dp.take();
+        for (key, before) in order.drain(..) {
             let now = self.current_dp(&key);
             if before == now {
                 continue;
@@ -1776,7 +1812,10 @@ impl Rib {
             };
             out.intents.push(intent);
         }
+        self.dp.give_back(order);
+    }
 
+    fn flush_out(&mut self, out: &mut RibOutput) {
         let order = self.out.take();
         let any_up = self.peers.values().any(|p| p.established);
         let nh = self.cfg.local_vtep;
@@ -2107,6 +2146,87 @@ mod census_tests {
             }),
             ..Default::default()
         }
+    }
+
+    /// A batch bigger than DP_FLUSH_KEYS is flushed in parts: every key
+    /// still gets exactly one intent when it changes once, on install and
+    /// on the lost session.
+    #[test]
+    fn huge_batch_flushes_in_parts() {
+        let now = Instant::now();
+        let mut rib = Rib::new(RibConfig {
+            router_id: v4(1),
+            asn: 65000,
+            local_vtep: IpAddr::V4(v4(1)),
+            dup_detect: DupDetectConfig::default(),
+        });
+        rib.handle(
+            RibInput::VniAdd(VniConfig::auto(vni(100), 65000, v4(1), 1)),
+            now,
+        );
+        let peer = IpAddr::V4(v4(200));
+        let n = DP_FLUSH_KEYS as u32 + 5000;
+        let updates = (0..n).collect::<Vec<u32>>();
+        let inputs: Vec<RibInput> = std::iter::once(RibInput::PeerUp {
+            peer,
+            router_id: v4(200),
+            asn: 65000,
+        })
+        .chain(updates.chunks(1000).map(|c| {
+            let nlri = c
+                .iter()
+                .map(|j| {
+                    let b = j.to_be_bytes();
+                    EvpnNlri::MacIp(MacIpRoute {
+                        rd: RouteDistinguisher::auto(v4(10), 1),
+                        esi: Esi::ZERO,
+                        eth_tag: EthernetTag(0),
+                        mac: MacAddress([2, 0, b[0], b[1], b[2], b[3]]),
+                        ip: None,
+                        label1: Label::new(100),
+                        label2: None,
+                    })
+                })
+                .collect();
+            RibInput::Update {
+                peer,
+                update: Update {
+                    attributes: PathAttributes {
+                        ext_communities: vec![RouteTarget::auto(65000, vni(100)).into()],
+                        ..Default::default()
+                    },
+                    mp_reach: Some(MpReach {
+                        afi_safi: AfiSafi::L2VPN_EVPN,
+                        next_hop: NextHop::Ip(IpAddr::V4(v4(10))),
+                        nlri,
+                    }),
+                    ..Default::default()
+                },
+            }
+        }))
+        .collect();
+        let keys = |out: &RibOutput, upsert: bool| {
+            let k: Vec<_> = out
+                .intents
+                .iter()
+                .filter(|i| i.is_remove() != upsert)
+                .map(Intent::key)
+                .collect();
+            let distinct: HashSet<_> = k.iter().collect();
+            (k.len(), distinct.len())
+        };
+        let out = rib.handle_batch(inputs, now);
+        assert_eq!(keys(&out, true), (n as usize, n as usize));
+        assert_eq!(out.intents.len(), n as usize);
+        let out = rib.handle(
+            RibInput::PeerDown {
+                peer,
+                graceful_restart: None,
+            },
+            now,
+        );
+        assert_eq!(keys(&out, false), (n as usize, n as usize));
+        assert_eq!(out.intents.len(), n as usize);
     }
 
     /// The census kept by `counters()` equals a full recount after every
