@@ -38,17 +38,25 @@
 //!   the dataplane as it is until End-of-RIB or the stale timer.
 //! - Memory: paths of one UPDATE share one `Arc` (peer, next hop,
 //!   attributes, importing VNIs); a path is 48 bytes plus the NLRI fields
-//!   outside its key. Measured ~650 bytes per remote MAC with two RR paths.
+//!   outside its key, inline in its entry when it is the only one. The
+//!   per-route tables are dense (`IndexMap`). `examples/rib_bench.rs`
+//!   measures the bench's workload (one RR): ~400 B of heap and ~370-430 B
+//!   of RSS per remote MAC at 100k, no allocation per route; 1M MACs with
+//!   two RR paths each: ~414 B of RSS per MAC (rib_scenarios' ignored
+//!   million test; 613 B before).
+//! - [`Rib::counters`] is kept incrementally (O(VNIs) per call).
 //! - The daemon must send [`RibInput::LocalMacAdd`] only for MACs the
 //!   bridge learned (not for the entries it wrote itself), since a new
 //!   local learn of a MAC held remotely counts as a move.
 
 use std::cmp::Ordering;
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use smallvec::SmallVec;
 
 use evpnd_bgp::{AfiSafi, AsPath, NextHop, Origin, PathAttributes, Update};
 
@@ -59,6 +67,18 @@ use crate::extcomm::{
 use crate::intent::Intent;
 use crate::route::{EvpnNlri, InclusiveMulticastRoute, MacIpRoute, RouteKey};
 use crate::types::{Esi, EthernetTag, Label, MacAddress, RouteDistinguisher, Vni};
+
+// foldhash instead of SipHash: hashing was a tenth of the RIB's time. Keys
+// come from routes our configured peers send (the fabric's own route
+// reflectors), and foldhash's `RandomState` is seeded per process, so
+// colliding keys cannot be computed in advance.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+/// The per-route tables: entries in one dense vector, the hash table holds
+/// indexes only. A hash map's buckets are the entries themselves, and a
+/// table that just doubled is half empty (1M routes sit in 2M buckets);
+/// here the empty part is an 8-byte index and untouched vector capacity.
+type DenseMap<K, V> = indexmap::IndexMap<K, V, foldhash::fast::RandomState>;
 
 /// A BGP peer, by its address.
 pub type PeerId = IpAddr;
@@ -478,8 +498,9 @@ fn join_nlri(key: &RouteKey, extra: &NlriExtra) -> EvpnNlri {
 
 #[derive(Debug, Clone, Default)]
 struct RouteEntry {
-    /// `paths[0]` is the best path.
-    paths: Vec<Path>,
+    /// `paths[0]` is the best path. Inline when there is one path (one
+    /// session, or one route reflector): no allocation per route.
+    paths: SmallVec<[Path; 1]>,
 }
 
 /// What the best path of one entry adds to the dataplane groups.
@@ -528,7 +549,8 @@ fn cand_cmp(a: &MacCand, b: &MacCand) -> Ordering {
 
 #[derive(Debug, Default)]
 struct MacState {
-    remote: Vec<MacCand>,
+    /// Inline when one remote route claims the MAC (the common case).
+    remote: SmallVec<[MacCand; 1]>,
     /// Learned here, with the sequence number we advertise.
     local: Option<u32>,
     /// Local neighbor IPs on this MAC (MAC+IP routes we originate).
@@ -555,7 +577,7 @@ impl MacState {
 #[derive(Debug, Default)]
 struct NeighState {
     /// (mac, candidate) per remote MAC+IP route for this IP.
-    remote: Vec<(MacAddress, MacCand)>,
+    remote: SmallVec<[(MacAddress, MacCand); 1]>,
     installed: Option<MacAddress>,
 }
 
@@ -587,17 +609,23 @@ enum DpVal {
     Mac(MacAddress),
 }
 
-/// Keys touched in the current batch with their value before it.
+/// Pending dataplane keys that make [`Rib::handle_batch`] emit the intents so
+/// far (~2 MB of bookkeeping; a 1M-route batch would otherwise hold ~130 MB).
+const DP_FLUSH_KEYS: usize = 1 << 14;
+
+/// Keys touched in the current batch with their value before it, in the
+/// order of their first touch. The value lives next to the key in `order`
+/// so that the flush does not look it up again.
 #[derive(Debug)]
 struct Pending<K, V> {
-    orig: HashMap<K, Option<V>>,
-    order: Vec<K>,
+    seen: HashSet<K>,
+    order: Vec<(K, Option<V>)>,
 }
 
 impl<K, V> Default for Pending<K, V> {
     fn default() -> Self {
         Pending {
-            orig: HashMap::new(),
+            seen: HashSet::default(),
             order: Vec::new(),
         }
     }
@@ -605,16 +633,77 @@ impl<K, V> Default for Pending<K, V> {
 
 impl<K: std::hash::Hash + Eq + Copy, V> Pending<K, V> {
     fn touch(&mut self, k: K, cur: impl FnOnce() -> Option<V>) {
-        if let Entry::Vacant(e) = self.orig.entry(k) {
-            e.insert(cur());
-            self.order.push(k);
+        if self.seen.insert(k) {
+            self.order.push((k, cur()));
         }
     }
-    fn take(&mut self) -> (HashMap<K, Option<V>>, Vec<K>) {
-        (
-            std::mem::take(&mut self.orig),
-            std::mem::take(&mut self.order),
-        )
+    /// The touched keys. Memory up to a mid-batch flush's worth is kept
+    /// for the next batch (no regrowth every time); more goes back.
+    fn take(&mut self) -> Vec<(K, Option<V>)> {
+        if self.seen.capacity() > 2 * DP_FLUSH_KEYS {
+            self.seen = HashSet::default();
+        } else {
+            self.seen.clear();
+        }
+        std::mem::take(&mut self.order)
+    }
+    /// Hand the emptied list back to keep its capacity.
+    fn give_back(&mut self, mut order: Vec<(K, Option<V>)>) {
+        if order.capacity() <= 2 * DP_FLUSH_KEYS && self.order.is_empty() {
+            order.clear();
+            self.order = order;
+        }
+    }
+}
+
+/// The Loc-RIB census behind [`Rib::counters`], kept as entries change so
+/// that reading it costs O(VNIs), not a walk over every route (the
+/// metrics read it every few seconds). Each change subtracts the entry's
+/// share before and adds it after.
+#[derive(Debug, Default)]
+struct Census {
+    /// Best routes per importing VNI and route type.
+    best: HashMap<Vni, [u64; 6]>,
+    /// Paths per importing VNI and route type.
+    paths: HashMap<Vni, [u64; 6]>,
+    no_vni: [u64; 6],
+    total_paths: u64,
+}
+
+impl Census {
+    /// Add (`add`) or remove an entry's share. An entry without paths has
+    /// none (it is about to leave the Loc-RIB).
+    fn count(&mut self, key: &RouteKey, entry: &RouteEntry, add: bool) {
+        let Some(best) = entry.paths.first() else {
+            return;
+        };
+        // Wrapping: a bug must not crash the daemon (the tests check that
+        // the census always equals a recount).
+        let step = |x: &mut u64| {
+            *x = if add {
+                x.wrapping_add(1)
+            } else {
+                x.wrapping_sub(1)
+            }
+        };
+        let t = usize::from(key.route_type()).min(5);
+        let n = entry.paths.len() as u64;
+        self.total_paths = if add {
+            self.total_paths.wrapping_add(n)
+        } else {
+            self.total_paths.wrapping_sub(n)
+        };
+        for p in &entry.paths {
+            for v in p.shared.vnis.iter() {
+                step(&mut self.paths.entry(*v).or_default()[t]);
+            }
+        }
+        if best.shared.vnis.is_empty() {
+            step(&mut self.no_vni[t]);
+        }
+        for v in best.shared.vnis.iter() {
+            step(&mut self.best.entry(*v).or_default()[t]);
+        }
     }
 }
 
@@ -626,9 +715,9 @@ pub struct Rib {
     vnis: BTreeMap<Vni, VniState>,
     exact_import: HashMap<RouteTarget, Vec<Vni>>,
     any_global_import: HashMap<u32, Vec<Vni>>,
-    routes: HashMap<RouteKey, RouteEntry>,
-    macs: HashMap<(Vni, MacAddress), MacState>,
-    neighs: HashMap<(Vni, IpAddr), NeighState>,
+    routes: DenseMap<RouteKey, RouteEntry>,
+    macs: DenseMap<(Vni, MacAddress), MacState>,
+    neighs: DenseMap<(Vni, IpAddr), NeighState>,
     flood: HashMap<(Vni, IpAddr), u32>,
     local_neighs: HashMap<(Vni, IpAddr), MacAddress>,
     frozen: HashSet<(Vni, MacAddress)>,
@@ -637,6 +726,7 @@ pub struct Rib {
     out: Pending<RouteKey, LocalRoute>,
     full_table_to: Vec<(PeerId, bool)>,
     counters: RibCounters,
+    census: Census,
 }
 
 /// RFC 4271 §9.1.2.2 with RFC 4456 §9, preceded by RFC 7432 §15 MAC
@@ -795,21 +885,22 @@ impl Rib {
     pub fn new(cfg: RibConfig) -> Self {
         Rib {
             cfg,
-            peers: HashMap::new(),
+            peers: HashMap::default(),
             vnis: BTreeMap::new(),
-            exact_import: HashMap::new(),
-            any_global_import: HashMap::new(),
-            routes: HashMap::new(),
-            macs: HashMap::new(),
-            neighs: HashMap::new(),
-            flood: HashMap::new(),
-            local_neighs: HashMap::new(),
-            frozen: HashSet::new(),
-            local_routes: HashMap::new(),
+            exact_import: HashMap::default(),
+            any_global_import: HashMap::default(),
+            routes: DenseMap::default(),
+            macs: DenseMap::default(),
+            neighs: DenseMap::default(),
+            flood: HashMap::default(),
+            local_neighs: HashMap::default(),
+            frozen: HashSet::default(),
+            local_routes: HashMap::default(),
             dp: Pending::default(),
             out: Pending::default(),
             full_table_to: Vec::new(),
             counters: RibCounters::default(),
+            census: Census::default(),
         }
     }
 
@@ -821,7 +912,9 @@ impl Rib {
         self.handle_batch(std::iter::once(input), now)
     }
 
-    /// Process inputs in order and emit one coalesced output.
+    /// Process inputs in order and emit one coalesced output. (A batch that
+    /// touches more than 16,384 dataplane keys is coalesced in parts, to
+    /// bound its memory; the dataplane ends in the same state.)
     pub fn handle_batch(
         &mut self,
         inputs: impl IntoIterator<Item = RibInput>,
@@ -830,6 +923,7 @@ impl Rib {
         let mut out = RibOutput::default();
         for input in inputs {
             self.process(input, now, &mut out);
+            self.flush_dp_if_big(&mut out);
         }
         self.flush(&mut out);
         out
@@ -881,7 +975,7 @@ impl Rib {
                         .iter()
                         .filter(|k| {
                             self.macs
-                                .get(k)
+                                .get(*k)
                                 .and_then(MacState::frozen)
                                 .is_some_and(|t| now.saturating_duration_since(t) >= d)
                         })
@@ -1012,6 +1106,7 @@ impl Rib {
 
     fn upsert(&mut self, key: RouteKey, path: Path, now: Instant, out: &mut RibOutput) {
         let entry = self.routes.entry(key).or_default();
+        self.census.count(&key, entry, false);
         let old = contrib_of(&key, entry, self.cfg.local_vtep);
         match entry
             .paths
@@ -1027,6 +1122,7 @@ impl Rib {
             }
         }
         select_best(&key, &mut entry.paths, &self.peers, self.cfg.asn);
+        self.census.count(&key, entry, true);
         let new = contrib_of(&key, entry, self.cfg.local_vtep);
         if old != new {
             self.apply(&old, &new, now, out);
@@ -1040,12 +1136,14 @@ impl Rib {
         let Some(pos) = entry.paths.iter().position(|p| p.shared.peer == peer) else {
             return;
         };
+        self.census.count(key, entry, false);
         let old = contrib_of(key, entry, self.cfg.local_vtep);
         entry.paths.swap_remove(pos);
         select_best(key, &mut entry.paths, &self.peers, self.cfg.asn);
+        self.census.count(key, entry, true);
         let new = contrib_of(key, entry, self.cfg.local_vtep);
         if entry.paths.is_empty() {
-            self.routes.remove(key);
+            self.routes.swap_remove(key);
         }
         if old != new {
             self.apply(&old, &new, now, out);
@@ -1061,11 +1159,13 @@ impl Rib {
         now: Instant,
         out: &mut RibOutput,
     ) -> usize {
-        let mut changes = Vec::new();
         let mut removed = 0;
         let local_vtep = self.cfg.local_vtep;
-        let (peers, asn) = (&self.peers, self.cfg.asn);
-        self.routes.retain(|key, entry| {
+        // The groups are updated as the walk goes (`apply` never reads the
+        // Loc-RIB), rather than collecting every change first: a lost
+        // session would otherwise hold a copy of every contribution.
+        let mut routes = std::mem::take(&mut self.routes);
+        routes.retain(|key, entry| {
             if !entry
                 .paths
                 .iter()
@@ -1074,29 +1174,33 @@ impl Rib {
                 return true;
             }
             let before = entry.paths.len();
+            self.census.count(key, entry, false);
             let old = contrib_of(key, entry, local_vtep);
             entry
                 .paths
                 .retain(|p| !(p.shared.peer == peer && (p.stale || !stale_only)));
             if entry.paths.len() != before {
                 removed += before - entry.paths.len();
-                select_best(key, &mut entry.paths, peers, asn);
+                select_best(key, &mut entry.paths, &self.peers, self.cfg.asn);
                 let new = contrib_of(key, entry, local_vtep);
                 if old != new {
-                    changes.push((old, new));
+                    self.apply(&old, &new, now, out);
+                    self.flush_dp_if_big(out);
                 }
             }
+            self.census.count(key, entry, true);
             !entry.paths.is_empty()
         });
-        for (old, new) in changes {
-            self.apply(&old, &new, now, out);
-        }
+        self.routes = routes;
         // Give memory back after a mass removal (a lost session).
         if self.routes.len() * 4 < self.routes.capacity() {
             self.routes.shrink_to_fit();
         }
         if self.macs.len() * 4 < self.macs.capacity() {
             self.macs.shrink_to_fit();
+        }
+        if self.neighs.len() * 4 < self.neighs.capacity() {
+            self.neighs.shrink_to_fit();
         }
         removed
     }
@@ -1112,28 +1216,28 @@ impl Rib {
                 // forwarding on them. Staleness only reorders paths among
                 // peers; the dataplane changes only if another peer's fresh
                 // path now wins.
-                let mut changes = Vec::new();
                 let local_vtep = self.cfg.local_vtep;
-                let (peers, asn) = (&self.peers, self.cfg.asn);
                 let mut any = false;
-                for (key, entry) in self.routes.iter_mut() {
+                // `apply` never reads the Loc-RIB: see remove_peer_paths.
+                let mut routes = std::mem::take(&mut self.routes);
+                for (key, entry) in routes.iter_mut() {
                     if !entry.paths.iter().any(|p| p.shared.peer == peer) {
                         continue;
                     }
                     any = true;
+                    self.census.count(key, entry, false);
                     let old = contrib_of(key, entry, local_vtep);
                     for p in entry.paths.iter_mut().filter(|p| p.shared.peer == peer) {
                         p.stale = true;
                     }
-                    select_best(key, &mut entry.paths, peers, asn);
+                    select_best(key, &mut entry.paths, &self.peers, self.cfg.asn);
+                    self.census.count(key, entry, true);
                     let new = contrib_of(key, entry, local_vtep);
                     if old != new {
-                        changes.push((old, new));
+                        self.apply(&old, &new, now, out);
                     }
                 }
-                for (old, new) in changes {
-                    self.apply(&old, &new, now, out);
-                }
+                self.routes = routes;
                 if let Some(st) = self.peers.get_mut(&peer) {
                     st.has_stale |= any;
                 }
@@ -1165,8 +1269,9 @@ impl Rib {
     // --- Dataplane groups ----------------------------------------------------
 
     fn apply(&mut self, old: &Contrib, new: &Contrib, now: Instant, out: &mut RibOutput) {
-        let mut mac_keys: Vec<(Vni, MacAddress)> = Vec::new();
-        let mut neigh_keys: Vec<(Vni, IpAddr)> = Vec::new();
+        // Usually one VNI: no allocation for the keys to resolve.
+        let mut mac_keys: SmallVec<[(Vni, MacAddress); 4]> = SmallVec::new();
+        let mut neigh_keys: SmallVec<[(Vni, IpAddr); 4]> = SmallVec::new();
         for (c, add) in [(old, false), (new, true)] {
             match c {
                 Contrib::None => {}
@@ -1238,7 +1343,7 @@ impl Rib {
                 remote_vtep(winner).map(DpVal::Vtep)
             });
             let advertised = st.advertised;
-            self.macs.remove(&key);
+            self.macs.swap_remove(&key);
             if self.frozen.remove(&key) {
                 out.events.push(RibEvent::DuplicateMacCleared { vni, mac });
             }
@@ -1337,7 +1442,7 @@ impl Rib {
             st.installed = want;
         }
         if st.remote.is_empty() && st.installed.is_none() {
-            self.neighs.remove(&key);
+            self.neighs.swap_remove(&key);
         }
     }
 
@@ -1506,12 +1611,15 @@ impl Rib {
         // Old Arc kept alive next to its replacement so that a freed
         // allocation's address cannot be reused by a later key.
         let mut cache: HashMap<*const PathShared, (Arc<PathShared>, Arc<PathShared>)> =
-            HashMap::new();
+            HashMap::default();
         let mut changes = Vec::new();
         let local_vtep = self.cfg.local_vtep;
         let (peers, asn) = (&self.peers, self.cfg.asn);
         let (exact, any) = (&self.exact_import, &self.any_global_import);
+        let census = &mut self.census;
         self.routes.retain(|key, entry| {
+            // Out before any path changes, back in as it ends up.
+            census.count(key, entry, false);
             let old = contrib_of(key, entry, local_vtep);
             let mut changed = false;
             for p in entry.paths.iter_mut() {
@@ -1535,6 +1643,7 @@ impl Rib {
                 }
             }
             if !changed {
+                census.count(key, entry, true);
                 return true;
             }
             if matches!(
@@ -1544,6 +1653,7 @@ impl Rib {
                 entry.paths.retain(|p| !p.shared.vnis.is_empty());
             }
             select_best(key, &mut entry.paths, peers, asn);
+            census.count(key, entry, true);
             let new = contrib_of(key, entry, local_vtep);
             if old != new {
                 changes.push((old, new));
@@ -1636,7 +1746,7 @@ impl Rib {
         // not, and its local learning.
         let macs: Vec<_> = self.macs.keys().filter(|k| k.0 == vni).copied().collect();
         for k in macs {
-            if let Some(st) = self.macs.remove(&k) {
+            if let Some(st) = self.macs.swap_remove(&k) {
                 let w = st.winner;
                 self.dp
                     .touch(DpKey::Mac(k.0, k.1), || remote_vtep(w).map(DpVal::Vtep));
@@ -1645,7 +1755,7 @@ impl Rib {
         }
         let neighs: Vec<_> = self.neighs.keys().filter(|k| k.0 == vni).copied().collect();
         for k in neighs {
-            if let Some(st) = self.neighs.remove(&k) {
+            if let Some(st) = self.neighs.swap_remove(&k) {
                 let m = st.installed;
                 self.dp.touch(DpKey::Neigh(k.0, k.1), || m.map(DpVal::Mac));
             }
@@ -1672,10 +1782,24 @@ impl Rib {
         }
     }
 
+    /// Bound the memory of a huge batch (a full table, a lost session):
+    /// emit the intents so far once this many keys are pending. The
+    /// dataplane ends in the same state; a key changed twice in such a batch
+    /// may get two intents instead of one.
+    fn flush_dp_if_big(&mut self, out: &mut RibOutput) {
+        if self.dp.order.len() >= DP_FLUSH_KEYS {
+            self.flush_dp(out);
+        }
+    }
+
     fn flush(&mut self, out: &mut RibOutput) {
-        let (orig, order) = self.dp.take();
-        for key in order {
-            let before = orig.get(&key).copied().flatten();
+        self.flush_dp(out);
+        self.flush_out(out);
+    }
+
+    fn flush_dp(&mut self, out: &mut RibOutput) {
+        let mut order = self.dp.take();
+        for (key, before) in order.drain(..) {
             let now = self.current_dp(&key);
             if before == now {
                 continue;
@@ -1694,16 +1818,18 @@ impl Rib {
             };
             out.intents.push(intent);
         }
+        self.dp.give_back(order);
+    }
 
-        let (orig, order) = self.out.take();
+    fn flush_out(&mut self, out: &mut RibOutput) {
+        let order = self.out.take();
         let any_up = self.peers.values().any(|p| p.established);
         let nh = self.cfg.local_vtep;
         if any_up {
             let mut announce = Vec::new();
             let mut withdraw = Vec::new();
-            for key in order {
-                let before = orig.get(&key).and_then(|o| o.as_ref());
-                match (before, self.local_routes.get(&key)) {
+            for (key, before) in &order {
+                match (before.as_ref(), self.local_routes.get(key)) {
                     (b, Some(cur)) if b != Some(cur) => {
                         announce.push((cur.nlri, cur.attrs.clone(), nh))
                     }
@@ -1813,7 +1939,28 @@ impl Rib {
         self.vnis.values().map(|s| &s.cfg)
     }
 
+    /// Cumulative counters and the Loc-RIB census: O(VNIs).
     pub fn counters(&self) -> RibCounters {
+        let mut c = self.counters.clone();
+        let per = |m: &HashMap<Vni, [u64; 6]>| -> BTreeMap<Vni, [u64; 6]> {
+            self.vnis
+                .keys()
+                .map(|v| (*v, m.get(v).copied().unwrap_or_default()))
+                .collect()
+        };
+        c.per_vni = per(&self.census.best);
+        c.paths_per_vni = per(&self.census.paths);
+        c.no_vni = self.census.no_vni;
+        c.routes = self.routes.len() as u64;
+        c.paths = self.census.total_paths;
+        c.local_routes = self.local_routes.len() as u64;
+        c
+    }
+
+    /// [`Rib::counters`] by a walk over the whole Loc-RIB (the census it
+    /// keeps must always equal this).
+    #[cfg(test)]
+    fn recount(&self) -> RibCounters {
         let mut c = self.counters.clone();
         c.per_vni = self.vnis.keys().map(|v| (*v, [0; 6])).collect();
         c.paths_per_vni = c.per_vni.clone();
@@ -1898,7 +2045,252 @@ mod size_tests {
     #[test]
     fn sizes() {
         assert!(std::mem::size_of::<Path>() <= 48);
+        // One path inline, no discriminant (smallvec's `union`).
+        assert!(std::mem::size_of::<SmallVec<[Path; 1]>>() <= 56);
         assert!(std::mem::size_of::<RouteKey>() <= 40);
         assert!(std::mem::size_of::<MacCand>() <= 56);
+    }
+}
+
+#[cfg(test)]
+mod census_tests {
+    use super::*;
+    use crate::route::{EthernetAdRoute, IpPrefixRoute};
+    use evpnd_bgp::{MpReach, MpUnreach};
+
+    /// xorshift64: a reproducible stream without another dependency.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    fn v4(last: u8) -> Ipv4Addr {
+        Ipv4Addr::new(10, 0, 0, last)
+    }
+
+    fn vni(v: u32) -> Vni {
+        Vni::new(v).unwrap()
+    }
+
+    fn nlri(r: &mut Rng) -> EvpnNlri {
+        let vtep = v4(10 + r.below(4) as u8);
+        let rd = RouteDistinguisher::auto(vtep, 1 + r.below(3) as u16);
+        match r.below(10) {
+            0..=5 => EvpnNlri::MacIp(MacIpRoute {
+                rd,
+                esi: Esi::ZERO,
+                eth_tag: EthernetTag(0),
+                mac: MacAddress([2, 0, 0, 0, 0, r.below(12) as u8]),
+                ip: (r.below(2) == 0).then(|| IpAddr::V4(v4(100 + r.below(6) as u8))),
+                label1: Label::new(100),
+                label2: None,
+            }),
+            6..=7 => EvpnNlri::InclusiveMulticast(InclusiveMulticastRoute {
+                rd,
+                eth_tag: EthernetTag(0),
+                originator: IpAddr::V4(vtep),
+            }),
+            8 => EvpnNlri::EthernetAd(EthernetAdRoute {
+                rd,
+                esi: Esi([1; 10]),
+                eth_tag: EthernetTag(0),
+                label: Label::new(100),
+            }),
+            _ => EvpnNlri::IpPrefix(IpPrefixRoute {
+                rd,
+                esi: Esi::ZERO,
+                eth_tag: EthernetTag(0),
+                prefix: "10.10.0.0/16".parse().unwrap(),
+                gateway: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                label: Label::new(5000),
+            }),
+        }
+    }
+
+    fn update(r: &mut Rng) -> Update<EvpnNlri> {
+        let routes: Vec<EvpnNlri> = (0..1 + r.below(5)).map(|_| nlri(r)).collect();
+        if r.below(4) == 0 {
+            return Update {
+                mp_unreach: Some(MpUnreach {
+                    afi_safi: AfiSafi::L2VPN_EVPN,
+                    withdrawn: routes,
+                }),
+                ..Default::default()
+            };
+        }
+        // One or two route targets among two configured VNIs and one not.
+        let mut ecs: Vec<evpnd_bgp::ExtCommunity> = (0..1 + r.below(2))
+            .map(|_| RouteTarget::auto(65000, vni(100 * (1 + r.below(3) as u32))).into())
+            .collect();
+        if r.below(3) == 0 {
+            ecs.push(
+                EvpnExtCommunity::MacMobility(MacMobility::new(r.below(3) as u32, false)).into(),
+            );
+        }
+        let nh = v4(10 + r.below(4) as u8);
+        Update {
+            attributes: PathAttributes {
+                origin: Some(Origin::Igp),
+                as_path: Some(AsPath::default()),
+                local_pref: Some(100 + r.below(2) as u32),
+                originator_id: Some(nh),
+                ext_communities: ecs,
+                ..Default::default()
+            },
+            mp_reach: Some(MpReach {
+                afi_safi: AfiSafi::L2VPN_EVPN,
+                next_hop: NextHop::Ip(IpAddr::V4(nh)),
+                nlri: routes,
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// A batch bigger than DP_FLUSH_KEYS is flushed in parts: every key
+    /// still gets exactly one intent when it changes once, on install and
+    /// on the lost session.
+    #[test]
+    fn huge_batch_flushes_in_parts() {
+        let now = Instant::now();
+        let mut rib = Rib::new(RibConfig {
+            router_id: v4(1),
+            asn: 65000,
+            local_vtep: IpAddr::V4(v4(1)),
+            dup_detect: DupDetectConfig::default(),
+        });
+        rib.handle(
+            RibInput::VniAdd(VniConfig::auto(vni(100), 65000, v4(1), 1)),
+            now,
+        );
+        let peer = IpAddr::V4(v4(200));
+        let n = DP_FLUSH_KEYS as u32 + 5000;
+        let updates = (0..n).collect::<Vec<u32>>();
+        let inputs: Vec<RibInput> = std::iter::once(RibInput::PeerUp {
+            peer,
+            router_id: v4(200),
+            asn: 65000,
+        })
+        .chain(updates.chunks(1000).map(|c| {
+            let nlri = c
+                .iter()
+                .map(|j| {
+                    let b = j.to_be_bytes();
+                    EvpnNlri::MacIp(MacIpRoute {
+                        rd: RouteDistinguisher::auto(v4(10), 1),
+                        esi: Esi::ZERO,
+                        eth_tag: EthernetTag(0),
+                        mac: MacAddress([2, 0, b[0], b[1], b[2], b[3]]),
+                        ip: None,
+                        label1: Label::new(100),
+                        label2: None,
+                    })
+                })
+                .collect();
+            RibInput::Update {
+                peer,
+                update: Update {
+                    attributes: PathAttributes {
+                        ext_communities: vec![RouteTarget::auto(65000, vni(100)).into()],
+                        ..Default::default()
+                    },
+                    mp_reach: Some(MpReach {
+                        afi_safi: AfiSafi::L2VPN_EVPN,
+                        next_hop: NextHop::Ip(IpAddr::V4(v4(10))),
+                        nlri,
+                    }),
+                    ..Default::default()
+                },
+            }
+        }))
+        .collect();
+        let keys = |out: &RibOutput, upsert: bool| {
+            let k: Vec<_> = out
+                .intents
+                .iter()
+                .filter(|i| i.is_remove() != upsert)
+                .map(Intent::key)
+                .collect();
+            let distinct: HashSet<_> = k.iter().collect();
+            (k.len(), distinct.len())
+        };
+        let out = rib.handle_batch(inputs, now);
+        assert_eq!(keys(&out, true), (n as usize, n as usize));
+        assert_eq!(out.intents.len(), n as usize);
+        let out = rib.handle(
+            RibInput::PeerDown {
+                peer,
+                graceful_restart: None,
+            },
+            now,
+        );
+        assert_eq!(keys(&out, false), (n as usize, n as usize));
+        assert_eq!(out.intents.len(), n as usize);
+    }
+
+    /// The census kept by `counters()` equals a full recount after every
+    /// step of random sessions, updates, withdraws, graceful restarts and
+    /// VNI changes.
+    #[test]
+    fn counters_equal_a_recount() {
+        let now = Instant::now();
+        for seed in 1..=40u64 {
+            let mut r = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let mut rib = Rib::new(RibConfig {
+                router_id: v4(1),
+                asn: 65000,
+                local_vtep: IpAddr::V4(v4(1)),
+                dup_detect: DupDetectConfig::default(),
+            });
+            for v in [100, 200] {
+                rib.handle(
+                    RibInput::VniAdd(VniConfig::auto(vni(v), 65000, v4(1), 1)),
+                    now,
+                );
+            }
+            for step in 0..300 {
+                let peer = IpAddr::V4(v4(200 + r.below(2) as u8));
+                let input = match r.below(20) {
+                    0 => RibInput::PeerUp {
+                        peer,
+                        router_id: v4(200),
+                        asn: 65000,
+                    },
+                    1 => RibInput::PeerDown {
+                        peer,
+                        graceful_restart: (r.below(2) == 0).then_some(Duration::from_secs(60)),
+                    },
+                    2 => RibInput::EndOfRib { peer },
+                    3 => RibInput::StaleTimerExpired { peer },
+                    4 => {
+                        let v = 100 * (1 + r.below(3) as u32);
+                        RibInput::VniAdd(VniConfig::auto(vni(v), 65000, v4(1), v as u16 / 100))
+                    }
+                    5 => RibInput::VniRemove(vni(100 * (1 + r.below(3) as u32))),
+                    6 => RibInput::LocalMacAdd {
+                        vni: vni(100),
+                        mac: MacAddress([2, 0, 0, 0, 0, r.below(12) as u8]),
+                    },
+                    _ => RibInput::Update {
+                        peer,
+                        update: update(&mut r),
+                    },
+                };
+                let what = format!("{input:?}");
+                rib.handle(input, now);
+                assert_eq!(
+                    rib.counters(),
+                    rib.recount(),
+                    "seed {seed} step {step}: {what}"
+                );
+            }
+        }
     }
 }
