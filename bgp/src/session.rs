@@ -1,7 +1,8 @@
 //! tokio driver for BGP sessions: a [`Speaker`] owns the listener and one
 //! task per peer; each peer task owns the [`Fsm`]s of its connections, the
 //! sockets and the timers, and reports to the daemon through one bounded
-//! channel of [`SpeakerEvent`]s.
+//! channel of [`SpeakerEvent`]s ([`event_channel`]: bounded by count and by
+//! the bytes the decoded events hold).
 //!
 //! Backpressure: a peer task stops reading its socket while its events wait
 //! for room in the daemon's channel (TCP flow control then slows the peer),
@@ -13,7 +14,8 @@
 //! # async fn demo() -> std::io::Result<()> {
 //! use evpnd_bgp::session::*;
 //! use evpnd_bgp::{Asn, RawNlri, Update, AfiSafi};
-//! let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+//! // At most 1,024 events and about 4 MiB of decoded routes queued.
+//! let (tx, mut rx) = event_channel(1024, 4 << 20);
 //! let speaker = Speaker::<RawNlri>::start(
 //!     SpeakerConfig {
 //!         local_asn: Asn(65000),
@@ -35,6 +37,7 @@
 //! # Ok(()) }
 //! ```
 
+mod events;
 mod md5;
 mod peer;
 
@@ -56,6 +59,7 @@ use crate::fsm::{
 use crate::message::{Nlri, Update};
 use crate::types::{AfiSafi, Asn};
 
+pub use events::{event_channel, event_cost, EventReceiver, EventSender};
 pub use md5::MAX_KEY_LEN as MD5_MAX_KEY_LEN;
 
 /// Speaker-wide settings.
@@ -257,7 +261,7 @@ struct PeerHandle<N: Nlri> {
 
 struct Shared<N: Nlri> {
     cfg: SpeakerConfig,
-    events: mpsc::Sender<SpeakerEvent<N>>,
+    events: EventSender<N>,
     peers: Mutex<HashMap<IpAddr, PeerHandle<N>>>,
     listener: Option<Arc<TcpListener>>,
     listen_addr: Option<SocketAddr>,
@@ -296,11 +300,10 @@ fn canonical(ip: IpAddr) -> IpAddr {
 
 impl<N: Nlri + Send + Sync + 'static> Speaker<N> {
     /// Bind the listener (if any) and start accepting. Events for all peers
-    /// go to `events`.
-    pub async fn start(
-        cfg: SpeakerConfig,
-        events: mpsc::Sender<SpeakerEvent<N>>,
-    ) -> io::Result<Self> {
+    /// go to `events`: a plain `mpsc::Sender` (bounded by count) or the
+    /// sender of an [`event_channel`] (bounded by count and bytes).
+    pub async fn start(cfg: SpeakerConfig, events: impl Into<EventSender<N>>) -> io::Result<Self> {
+        let events = events.into();
         let listener = match cfg.listen_addr {
             Some(addr) => {
                 let sock = if addr.is_ipv4() {

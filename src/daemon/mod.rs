@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use evpnd_bgp::fsm::StopReason;
-use evpnd_bgp::session::{ClearKind, Speaker, SpeakerEvent};
+use evpnd_bgp::session::{event_channel, ClearKind, EventReceiver, Speaker, SpeakerEvent};
 use evpnd_bgp::AfiSafi;
 use evpnd_config::Config;
 use evpnd_evpn::rib::{Outbound, Rib, RibEvent, RibInput, RibOutput, TimerRequest};
@@ -36,10 +36,23 @@ use crate::systemd;
 
 pub use convert::*;
 
-/// Most inputs folded into one RIB pass: large enough that a burst of
-/// 100k routes costs a handful of passes, small enough that control
-/// requests are answered in between.
-const BATCH: usize = 8192;
+/// Most routes (NLRI of UPDATEs; other inputs count one) folded into one
+/// RIB pass: large enough that a pass's fixed costs are spread thin, small
+/// enough that control requests are answered in between and that what a
+/// pass holds at once (decoded routes, intents, the dataplane's writes in
+/// flight) stays a small fixed size instead of growing with the table. A
+/// count of UPDATEs would not do: one UPDATE carries 1 to ~2,000 routes.
+const BATCH_ROUTES: usize = 8192;
+/// Intents handed to the dataplane per call: a session drop or a VNI
+/// removal yields the whole table's removals in one RIB pass, and the
+/// dataplane holds a request per intent while it writes them.
+const APPLY_CHUNK: usize = 8192;
+/// The speaker's event channel: at most this many events, and about this
+/// many bytes of decoded routes (with the Extended Message capability one
+/// UPDATE holds up to ~2,000 routes, so a count alone could queue most of
+/// a table). Two passes' worth keeps the core loop fed.
+const EVENT_QUEUE: usize = 1024;
+const EVENT_QUEUE_BYTES: usize = 2 << 20;
 /// When nothing else says so, how long adopted kernel entries wait for the
 /// RIB to refill after a start before unbacked ones are swept.
 const DEFAULT_SWEEP_AFTER: Duration = Duration::from_secs(120);
@@ -94,7 +107,7 @@ pub async fn run(config_path: Option<PathBuf>, cfg: Config) -> Result<(), Daemon
         );
     }
 
-    let (bgp_tx, bgp_rx) = mpsc::channel::<SpeakerEvent<EvpnNlri>>(1024);
+    let (bgp_tx, bgp_rx) = event_channel::<EvpnNlri>(EVENT_QUEUE, EVENT_QUEUE_BYTES);
     let speaker = Speaker::start(speaker_config(&cfg), bgp_tx)
         .await
         .map_err(DaemonError::Listen)?;
@@ -245,7 +258,7 @@ impl Core {
 
     async fn run(
         &mut self,
-        mut bgp_rx: mpsc::Receiver<SpeakerEvent<EvpnNlri>>,
+        mut bgp_rx: EventReceiver<EvpnNlri>,
         mut local_rx: mpsc::Receiver<LocalEvent>,
         mut ctl_rx: mpsc::Receiver<(Request, oneshot::Sender<Response>)>,
     ) -> Result<(), DaemonError> {
@@ -259,6 +272,8 @@ impl Core {
         let mut last_metrics = Instant::now();
         loop {
             let mut inputs = Vec::new();
+            // Routes in `inputs` (see BATCH_ROUTES).
+            let mut routes = 0;
             tokio::select! {
                 // Local state first: at start the bridge's MACs must be in
                 // the RIB before a session comes up, or we would send
@@ -268,7 +283,7 @@ impl Core {
                 ev = local_rx.recv() => match ev {
                     Some(ev) => {
                         self.local_event(ev, &mut inputs);
-                        while inputs.len() < BATCH {
+                        while inputs.len() < BATCH_ROUTES {
                             match local_rx.try_recv() {
                                 Ok(ev) => self.local_event(ev, &mut inputs),
                                 Err(_) => break,
@@ -282,11 +297,15 @@ impl Core {
                 },
                 ev = bgp_rx.recv() => match ev {
                     Some(ev) => {
+                        routes += event_routes(&ev);
                         self.speaker_event(ev, &mut inputs);
                         // Fold whatever else is already queued into this pass.
-                        while inputs.len() < BATCH {
+                        while routes < BATCH_ROUTES {
                             match bgp_rx.try_recv() {
-                                Ok(ev) => self.speaker_event(ev, &mut inputs),
+                                Ok(ev) => {
+                                    routes += event_routes(&ev);
+                                    self.speaker_event(ev, &mut inputs);
+                                }
                                 Err(_) => break,
                             }
                         }
@@ -495,7 +514,23 @@ impl Core {
         }
     }
 
+    /// Hand intents to the dataplane, at most APPLY_CHUNK per call, in
+    /// order (the kernel ends up the same as with one call).
     async fn apply_intents(&mut self, intents: Vec<Intent>) {
+        if intents.len() <= APPLY_CHUNK {
+            return self.apply_chunk(intents).await;
+        }
+        let mut it = intents.into_iter();
+        loop {
+            let chunk: Vec<Intent> = it.by_ref().take(APPLY_CHUNK).collect();
+            if chunk.is_empty() {
+                return;
+            }
+            self.apply_chunk(chunk).await;
+        }
+    }
+
+    async fn apply_chunk(&mut self, intents: Vec<Intent>) {
         if intents.is_empty() {
             return;
         }
@@ -947,6 +982,21 @@ impl Core {
         };
         self.speaker.shutdown_with(reason).await;
         let _ = std::fs::remove_file(&self.cfg.control.socket);
+    }
+}
+
+/// How many routes an event brings into a RIB pass: the NLRI of an UPDATE
+/// (announced and withdrawn), one for anything else.
+fn event_routes(ev: &SpeakerEvent<EvpnNlri>) -> usize {
+    match ev {
+        SpeakerEvent::Update { update, .. } => {
+            let n = update.mp_reach.as_ref().map_or(0, |r| r.nlri.len())
+                + update.mp_unreach.as_ref().map_or(0, |u| u.withdrawn.len())
+                + update.nlri.len()
+                + update.withdrawn.len();
+            n.max(1)
+        }
+        _ => 1,
     }
 }
 

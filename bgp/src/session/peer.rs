@@ -27,6 +27,7 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{debug, error, info, warn};
 
+use super::events::{event_cost, EventSender};
 use super::{lock, md5, ClearKind, PeerCmd, PeerConfig, PeerError, SharedStatus, SpeakerEvent};
 use crate::codec::{self, CodecOptions};
 use crate::fsm::{
@@ -34,8 +35,12 @@ use crate::fsm::{
 };
 use crate::message::{Message, Nlri, Update};
 
-/// Stop reading the socket while this many events wait for the daemon.
+/// Stop reading the socket while this many events, or this many bytes of
+/// decoded events (see [`event_cost`]), wait for the daemon's channel. The
+/// byte bound matters with the Extended Message capability (RFC 8654): one
+/// UPDATE then holds up to ~2,000 decoded routes.
 const OUTBOX_HIGH_WATER: usize = 64;
+const OUTBOX_HIGH_BYTES: usize = 1 << 20;
 /// Take more UPDATEs from the daemon only while less than this many bytes
 /// wait for the writer task. (KEEPALIVE and NOTIFICATION are never held
 /// back, so the writer queue itself is unbounded; this bounds it.)
@@ -136,6 +141,51 @@ async fn writer_task(
     let _ = timeout(LINGER, w.shutdown()).await;
 }
 
+/// Events decoded and not yet in the daemon's channel, with their costs.
+struct Outbox<N: Nlri> {
+    q: VecDeque<(SpeakerEvent<N>, usize)>,
+    bytes: usize,
+}
+
+impl<N: Nlri> Outbox<N> {
+    fn new() -> Self {
+        Outbox {
+            q: VecDeque::new(),
+            bytes: 0,
+        }
+    }
+
+    fn push_back(&mut self, ev: SpeakerEvent<N>) {
+        let cost = event_cost(&ev);
+        self.bytes += cost;
+        self.q.push_back((ev, cost));
+    }
+
+    fn pop_front(&mut self) -> Option<SpeakerEvent<N>> {
+        let (ev, cost) = self.q.pop_front()?;
+        self.bytes -= cost;
+        Some(ev)
+    }
+
+    fn front_cost(&self) -> usize {
+        self.q.front().map_or(0, |(_, c)| *c)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.q.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.q.clear();
+        self.bytes = 0;
+    }
+
+    /// Reading the socket waits until the daemon took some.
+    fn full(&self) -> bool {
+        self.q.len() >= OUTBOX_HIGH_WATER || self.bytes >= OUTBOX_HIGH_BYTES
+    }
+}
+
 /// One connection attempt and its FSM.
 struct Slot<N: Nlri> {
     fsm: Fsm<N>,
@@ -198,8 +248,8 @@ pub(super) struct PeerTask<N: Nlri> {
     pending: Option<Slot<N>>,
     ctrl_rx: mpsc::Receiver<PeerCmd>,
     out_rx: mpsc::Receiver<Vec<Update<N>>>,
-    events: mpsc::Sender<SpeakerEvent<N>>,
-    outbox: VecDeque<SpeakerEvent<N>>,
+    events: EventSender<N>,
+    outbox: Outbox<N>,
     status: SharedStatus,
     done: bool,
 }
@@ -273,7 +323,7 @@ impl<N: Nlri + Send + Sync + 'static> PeerTask<N> {
         fsm: Fsm<N>,
         ctrl_rx: mpsc::Receiver<PeerCmd>,
         out_rx: mpsc::Receiver<Vec<Update<N>>>,
-        events: mpsc::Sender<SpeakerEvent<N>>,
+        events: EventSender<N>,
         status: SharedStatus,
     ) -> Self {
         PeerTask {
@@ -284,7 +334,7 @@ impl<N: Nlri + Send + Sync + 'static> PeerTask<N> {
             ctrl_rx,
             out_rx,
             events,
-            outbox: VecDeque::new(),
+            outbox: Outbox::new(),
             status,
             done: false,
         }
@@ -295,10 +345,11 @@ impl<N: Nlri + Send + Sync + 'static> PeerTask<N> {
         while !self.done {
             let main_deadline = self.main.next_deadline();
             let pend_deadline = self.pending.as_ref().and_then(|p| p.next_deadline());
-            let can_read = self.outbox.len() < OUTBOX_HIGH_WATER;
+            let can_read = !self.outbox.full();
             let established = self.main.fsm.state() == State::Established;
             let take_updates = !established || self.main.write_backlog() < WRITE_HIGH_WATER;
             let have_events = !self.outbox.is_empty();
+            let front_cost = self.outbox.front_cost();
             let mut no_conn: Option<Conn> = None;
             // A clone, so that the permit does not borrow `self`.
             let events = self.events.clone();
@@ -316,7 +367,7 @@ impl<N: Nlri + Send + Sync + 'static> PeerTask<N> {
                 res = connecting(&mut self.main.connecting) => self.connected(res),
                 res = read_some(&mut self.main.conn), if can_read => self.read(Which::Main, res),
                 res = read_some(pending_conn), if can_read => self.read(Which::Pending, res),
-                permit = events.reserve(), if have_events => match permit {
+                permit = events.reserve(front_cost), if have_events => match permit {
                     Ok(permit) => {
                         if let Some(ev) = self.outbox.pop_front() {
                             permit.send(ev);
@@ -449,7 +500,7 @@ impl<N: Nlri + Send + Sync + 'static> PeerTask<N> {
             Some(s) => s.expired(now),
             None => return,
         };
-        let paused = self.outbox.len() >= OUTBOX_HIGH_WATER;
+        let paused = self.outbox.full();
         let addr = self.addr;
         for k in kinds {
             // An earlier timer's actions may have ended this slot.
