@@ -75,6 +75,19 @@ fn main() -> ExitCode {
         eprintln!("evpnd-bench needs root (network namespaces, FRR)");
         return ExitCode::from(2);
     }
+    // Ctrl-C / SIGTERM (e.g. `timeout`): the guards on the bench thread
+    // won't run, so remove this process's namespaces by name, which kills
+    // the daemons and helper processes inside them.
+    if let Err(e) = ctrlc::set_handler(|| {
+        eprintln!("\nevpnd-bench: interrupted, tearing down");
+        for prefix in ["bench", "benchinj"] {
+            let _ = evpnd::testbed::cleanup_own(prefix);
+        }
+        std::process::exit(130);
+    }) {
+        eprintln!("evpnd-bench: cannot install signal handler: {e}");
+        return ExitCode::FAILURE;
+    }
     match bench::run(&opts) {
         Ok(rep) => {
             if args.json {
