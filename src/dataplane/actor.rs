@@ -23,10 +23,14 @@ use super::{
 };
 
 /// Writes at or above this count are verified by a dump (bulk FDB inserts
-/// racing a hash-table resize have been dropped silently by some kernels).
+/// racing a hash-table resize have been dropped silently by some kernels,
+/// with no error for us to see).
 const VERIFY_BULK: usize = 64;
-/// Verification waits this long so that a stream of batches costs one dump.
+/// Verification waits until bulk writes pause this long, so that a stream
+/// of batches costs one dump (a dump mid-stream also stalls the writer)...
 const VERIFY_DELAY: Duration = Duration::from_millis(300);
+/// ...but no longer than this after the first unverified bulk write.
+const VERIFY_MAX: Duration = Duration::from_secs(5);
 /// Delay between a change that needs a reconcile and the reconcile, so that
 /// bursts of link/neigh notifications cost one dump.
 const DEBOUNCE: Duration = Duration::from_millis(100);
@@ -95,6 +99,7 @@ pub(super) fn start(
         events: ev_tx,
         stats,
         reconcile_at: None,
+        verify: None,
     };
     for s in cfg.vnis {
         actor.vnis.insert(s.vni, VniState::new(s));
@@ -212,6 +217,8 @@ struct Actor {
     events: mpsc::UnboundedSender<LocalEvent>,
     stats: Arc<StatsCell>,
     reconcile_at: Option<tokio::time::Instant>,
+    /// Pending verification of bulk writes: (first unverified write, when).
+    verify: Option<(tokio::time::Instant, tokio::time::Instant)>,
 }
 
 impl Actor {
@@ -227,7 +234,10 @@ impl Actor {
         tick.tick().await;
         let mut mon_open = true;
         loop {
-            let debounce = self.reconcile_at;
+            let debounce = match (self.reconcile_at, self.verify.map(|v| v.1)) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             tokio::select! {
                 cmd = cmds.recv() => match cmd {
                     Some(c) => self.command(c).await,
@@ -431,7 +441,9 @@ impl Actor {
         let n = ops.len();
         self.write(ops, origin, "apply").await;
         if n >= VERIFY_BULK {
-            self.schedule_reconcile_in(VERIFY_DELAY);
+            let now = tokio::time::Instant::now();
+            let first = self.verify.map_or(now, |v| v.0);
+            self.verify = Some((first, (now + VERIFY_DELAY).min(first + VERIFY_MAX)));
         }
         self.update_gauges();
         let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -883,6 +895,7 @@ impl Actor {
         // Never "repair" what is still queued, nor read a half-written state.
         self.flush().await;
         self.reconcile_at = None;
+        self.verify = None;
         self.stats.reconciles.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = self.refresh_links().await {
             self.stats.netlink_errors.fetch_add(1, Ordering::Relaxed);
