@@ -444,6 +444,7 @@ fn remote_mac_flood_and_neighbor_programming() {
         }])
         .await
         .expect("apply");
+        h.flush().await.expect("flush");
         assert_remote_mac(&ns, "vx100", "br100", m1, "10.0.0.2");
         // Move = replace, still exactly two rows.
         h.apply(vec![Intent::RemoteMacUpsert {
@@ -453,6 +454,7 @@ fn remote_mac_flood_and_neighbor_programming() {
         }])
         .await
         .expect("apply");
+        h.flush().await.expect("flush");
         assert_remote_mac(&ns, "vx100", "br100", m1, "10.0.0.3");
         // Every write was acknowledged as such (not merely repaired later).
         let st = h.stats();
@@ -472,6 +474,7 @@ fn remote_mac_flood_and_neighbor_programming() {
         ])
         .await
         .expect("apply");
+        h.flush().await.expect("flush");
         assert_remote_mac(&ns, "vx100", "br100", m1, "10.0.0.4");
         h.apply(vec![Intent::RemoteMacRemove {
             vni: v,
@@ -479,6 +482,7 @@ fn remote_mac_flood_and_neighbor_programming() {
         }])
         .await
         .expect("apply");
+        h.flush().await.expect("flush");
         assert!(
             ns.fdb_rows_for("vx100", m1).is_empty(),
             "{:?}",
@@ -498,6 +502,7 @@ fn remote_mac_flood_and_neighbor_programming() {
         ])
         .await
         .expect("apply");
+        h.flush().await.expect("flush");
         assert_eq!(flood_dsts(&ns, "vx100"), vec!["10.0.0.2", "10.0.0.3"]);
         let row = ns.fdb_rows_for("vx100", "00:00:00:00:00:00").remove(0);
         assert_eq!(row["state"], "permanent");
@@ -508,6 +513,7 @@ fn remote_mac_flood_and_neighbor_programming() {
         }])
         .await
         .expect("apply");
+        h.flush().await.expect("flush");
         assert_eq!(flood_dsts(&ns, "vx100"), vec!["10.0.0.3"]);
 
         // Suppression neighbors, IPv4 and IPv6, on the bridge.
@@ -526,6 +532,7 @@ fn remote_mac_flood_and_neighbor_programming() {
         ])
         .await
         .expect("apply");
+        h.flush().await.expect("flush");
         let n = ns.neighs("br100");
         for a in ["192.168.10.7", "fd00::7"] {
             let e = n
@@ -546,6 +553,7 @@ fn remote_mac_flood_and_neighbor_programming() {
         }])
         .await
         .expect("apply");
+        h.flush().await.expect("flush");
         ns.sh(&format!("bridge fdb del {m1} dev vx100 master; bridge fdb del {m1} dev vx100 self; \
                         bridge fdb del 00:00:00:00:00:00 dev vx100 dst 10.0.0.3 self; ip neigh del 192.168.10.7 dev br100"));
         eventually("hand-deleted entries restored", || {
@@ -631,6 +639,7 @@ fn restart_adopts_stale_entries_and_sweeps() {
             ])
             .await
             .expect("apply");
+            h.flush().await.expect("flush");
             // Acked writes are no errors (netlink-proto swallows the acks).
             let st = h.stats();
             assert_eq!((st.netlink_writes, st.netlink_errors), (6, 0), "{st:?}");
@@ -668,6 +677,7 @@ fn restart_adopts_stale_entries_and_sweeps() {
         ])
         .await
         .expect("apply");
+        h.flush().await.expect("flush");
         // Rewriting an adopted entry is no error.
         assert_eq!(h.stats().netlink_errors, 0, "{:?}", h.stats());
         h.sweep_stale().await.expect("sweep");
@@ -765,6 +775,7 @@ fn local_macs_and_neighbors_are_learned() {
         }])
         .await
         .expect("apply");
+        h.flush().await.expect("flush");
         // The VM's MAC moving behind the tunnel is a local removal.
         h.apply(vec![Intent::RemoteMacUpsert {
             vni: v,
@@ -773,6 +784,7 @@ fn local_macs_and_neighbors_are_learned() {
         }])
         .await
         .expect("apply");
+        h.flush().await.expect("flush");
         wait_event(&mut rx, "MacRemove after move", |e| {
             *e == LocalEvent::MacRemove { vni: v, mac: vmm }
         })
@@ -835,6 +847,7 @@ fn arp_and_nd_are_answered_by_the_bridge_and_not_flooded() {
         ])
         .await
         .expect("apply");
+        h.flush().await.expect("flush");
         let cap = ns.capture("tcpdump -l -n -i vx100 arp or icmp6");
         eventually("tcpdump ready", || {
             std::fs::read_to_string(&cap.1).is_ok_and(|e| e.contains("listening on"))
@@ -1005,6 +1018,7 @@ fn overrun_resyncs_and_bulk_write_rate() {
             .collect();
         let t = Instant::now();
         h.apply(intents).await.expect("apply");
+        h.flush().await.expect("flush");
         let written = t.elapsed();
         let complete = |ns: &Netns| {
             let fdb = ns.fdb("vx100");
@@ -1019,7 +1033,9 @@ fn overrun_resyncs_and_bulk_write_rate() {
                 .count();
             (selfrows, masters) == (n as usize, n as usize)
         };
-        eventually("all 10k remote MACs with both rows", || complete(&ns)).await;
+        // `flush` returned: every row is in the kernel now, none failed.
+        assert!(complete(&ns), "not all 10k remote MACs have both rows");
+        assert_eq!(h.stats().netlink_errors, 0, "{:?}", h.stats());
         let verified = t.elapsed();
         eprintln!(
             "10k remote MACs: written in {written:?} ({:.0} entries/s), all present after {verified:?}",
@@ -1055,6 +1071,7 @@ fn multicast_mode_creates_group_device_and_no_flood_entries() {
         }])
         .await
         .expect("apply");
+        h.flush().await.expect("flush");
         // The kernel's own entry for the group is not ours: a sweep keeps it.
         h.sweep_stale().await.expect("sweep");
         assert_eq!(
@@ -1150,6 +1167,7 @@ fn two_hosts_ping_over_vxlan() {
         ])
         .await
         .expect("apply A");
+        ha.flush().await.expect("flush");
         hb.apply(vec![
             Intent::RemoteMacUpsert {
                 vni: v,
@@ -1164,6 +1182,7 @@ fn two_hosts_ping_over_vxlan() {
         ])
         .await
         .expect("apply B");
+        hb.flush().await.expect("flush");
         va.sh("ip neigh flush dev eth0");
         vb.sh("ip neigh flush dev eth0");
         assert!(
@@ -1203,6 +1222,7 @@ fn devices_appearing_later_get_the_desired_state() {
         ])
         .await
         .expect("apply");
+        h.flush().await.expect("flush");
         assert_eq!(
             h.snapshot().await.expect("snapshot").vnis[0].vxlan_ifindex,
             None

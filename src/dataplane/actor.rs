@@ -16,16 +16,21 @@ use tokio::sync::mpsc;
 
 use super::kernel::{self, FdbRow, LinkRow, NeighRow, NetlinkError, Op};
 use super::monitor::{self, MonitorMsg};
+use super::writer::{self, Batch, Done};
 use super::{
     Command, DataplaneConfig, DataplaneError, FloodMode, KernelSnapshot, LocalEvent, StatsCell,
     VniSnapshot, VniSpec, CREATED_ALIAS_PREFIX,
 };
 
 /// Writes at or above this count are verified by a dump (bulk FDB inserts
-/// racing a hash-table resize have been dropped silently by some kernels).
+/// racing a hash-table resize have been dropped silently by some kernels,
+/// with no error for us to see).
 const VERIFY_BULK: usize = 64;
-/// Verification waits this long so that a stream of batches costs one dump.
+/// Verification waits until bulk writes pause this long, so that a stream
+/// of batches costs one dump (a dump mid-stream also stalls the writer)...
 const VERIFY_DELAY: Duration = Duration::from_millis(300);
+/// ...but no longer than this after the first unverified bulk write.
+const VERIFY_MAX: Duration = Duration::from_secs(5);
 /// Delay between a change that needs a reconcile and the reconcile, so that
 /// bursts of link/neigh notifications cost one dump.
 const DEBOUNCE: Duration = Duration::from_millis(100);
@@ -60,10 +65,12 @@ pub(super) fn start(
     // Notifications first, so nothing falls between them and the first dump.
     let mon_sock = monitor::open(cfg.monitor_rcvbuf).map_err(DataplaneError::Socket)?;
     let (mut conn, handle, _) = rtnetlink::new_connection().map_err(DataplaneError::Socket)?;
-    // Acks of pipelined writes land here; a full buffer would drop them.
+    // Dump answers land here.
     if let Err(e) = kernel::set_rcvbuf(conn.socket_mut().socket_mut(), 8 << 20) {
-        tracing::warn!(error = %e, "cannot raise the netlink write socket's receive buffer");
+        tracing::warn!(error = %e, "cannot raise the netlink dump socket's receive buffer");
     }
+    // Opened here, so that it belongs to the caller's network namespace.
+    let writer = writer::spawn(cfg.protocol).map_err(DataplaneError::Socket)?;
     tokio::spawn(conn);
     let (mon_tx, mon_rx) = mpsc::channel(MONITOR_QUEUE);
     tokio::spawn(monitor::run(mon_sock, mon_tx));
@@ -81,6 +88,7 @@ pub(super) fn start(
     });
     let mut actor = Actor {
         handle,
+        writer,
         protocol: cfg.protocol,
         vnis: BTreeMap::new(),
         desired: HashMap::new(),
@@ -91,6 +99,7 @@ pub(super) fn start(
         events: ev_tx,
         stats,
         reconcile_at: None,
+        verify: None,
     };
     for s in cfg.vnis {
         actor.vnis.insert(s.vni, VniState::new(s));
@@ -193,7 +202,10 @@ fn alias_for(vni: Vni) -> String {
 }
 
 struct Actor {
+    /// Dumps and device changes.
     handle: rtnetlink::Handle,
+    /// FDB and neighbor writes.
+    writer: writer::Writer,
     protocol: u8,
     vnis: BTreeMap<Vni, VniState>,
     desired: HashMap<Vni, Desired>,
@@ -205,6 +217,8 @@ struct Actor {
     events: mpsc::UnboundedSender<LocalEvent>,
     stats: Arc<StatsCell>,
     reconcile_at: Option<tokio::time::Instant>,
+    /// Pending verification of bulk writes: (first unverified write, when).
+    verify: Option<(tokio::time::Instant, tokio::time::Instant)>,
 }
 
 impl Actor {
@@ -220,7 +234,10 @@ impl Actor {
         tick.tick().await;
         let mut mon_open = true;
         loop {
-            let debounce = self.reconcile_at;
+            let debounce = match (self.reconcile_at, self.verify.map(|v| v.1)) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             tokio::select! {
                 cmd = cmds.recv() => match cmd {
                     Some(c) => self.command(c).await,
@@ -241,6 +258,13 @@ impl Actor {
                         // Keep serving commands; reconcile covers for the lost stream.
                         tracing::error!("netlink notifications stopped; relying on periodic reconciliation");
                         mon_open = false;
+                    }
+                },
+                d = self.writer.done.recv(), if self.writer.in_flight > 0 => match d {
+                    Some(d) => self.finished(d).await,
+                    None => {
+                        tracing::error!("netlink writer thread is gone");
+                        self.writer.in_flight = 0;
                     }
                 },
                 _ = tick.tick() => self.reconcile("periodic").await,
@@ -271,6 +295,8 @@ impl Actor {
         }
     }
 
+    /// Only `Apply` answers with writes still queued (the pipelining the
+    /// daemon relies on); every other command answers with them done.
     async fn command(&mut self, c: Command) {
         match c {
             Command::Apply(intents, done) => {
@@ -279,10 +305,12 @@ impl Actor {
             }
             Command::SetVnis(specs, done) => {
                 let r = self.set_vnis(specs).await;
+                self.flush().await;
                 let _ = done.send(r);
             }
             Command::SweepStale(done) => {
                 self.sweep().await;
+                self.flush().await;
                 let _ = done.send(());
             }
             Command::Snapshot(done) => {
@@ -291,6 +319,11 @@ impl Actor {
             }
             Command::Reconcile(done) => {
                 self.reconcile("requested").await;
+                self.flush().await;
+                let _ = done.send(());
+            }
+            Command::Flush(done) => {
+                self.flush().await;
                 let _ = done.send(());
             }
         }
@@ -406,9 +439,11 @@ impl Actor {
             origin.extend(std::iter::repeat_n(i, ops.len() - before));
         }
         let n = ops.len();
-        let errors = self.write(&ops, &origin, "apply").await;
-        if n >= VERIFY_BULK || errors > 0 {
-            self.schedule_reconcile_in(VERIFY_DELAY);
+        self.write(ops, origin, "apply").await;
+        if n >= VERIFY_BULK {
+            let now = tokio::time::Instant::now();
+            let first = self.verify.map_or(now, |v| v.0);
+            self.verify = Some((first, (now + VERIFY_DELAY).min(first + VERIFY_MAX)));
         }
         self.update_gauges();
         let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -416,24 +451,74 @@ impl Actor {
         self.stats.max_apply_micros.fetch_max(us, Ordering::Relaxed);
     }
 
-    /// Pipelined write; logs each failure with what it was for.
-    async fn write(&mut self, ops: &[Op], intents: &[Intent], why: &'static str) -> usize {
+    /// Queue writes to the writer thread; waits only while its queue is
+    /// full. Results come back through [`Actor::finished`].
+    async fn write(&mut self, ops: Vec<Op>, intents: Vec<Intent>, why: &'static str) {
         if ops.is_empty() {
-            return 0;
+            return;
         }
-        let results = kernel::write_all(&self.handle, self.protocol, ops).await;
         self.stats
             .netlink_writes
             .fetch_add(ops.len() as u64, Ordering::Relaxed);
-        // A combined delete the kernel stopped at a missing bridge row:
-        // delete the rows one by one (each tolerates ENOENT).
+        let n = ops.len();
+        let batch = Batch { ops, intents, why };
+        if self.writer.tx.send(batch).await.is_err() {
+            // Only if the writer thread died: nothing can be written.
+            self.stats
+                .netlink_errors
+                .fetch_add(n as u64, Ordering::Relaxed);
+            tracing::error!(
+                ops = n,
+                why,
+                "netlink writer thread is gone; writes dropped"
+            );
+            return;
+        }
+        self.writer.in_flight += 1;
+    }
+
+    /// Wait until every queued write is done and its result handled, so
+    /// that what we read from the kernel next is not half written.
+    async fn flush(&mut self) {
+        while self.writer.in_flight > 0 {
+            match self.writer.done.recv().await {
+                Some(d) => self.finished(d).await,
+                None => {
+                    self.writer.in_flight = 0;
+                    tracing::error!("netlink writer thread is gone");
+                }
+            }
+        }
+    }
+
+    /// A batch came back from the writer: log each failure with what it was
+    /// for, split combined deletes the kernel stopped at a missing bridge
+    /// row, and have reconciliation repair the rest.
+    async fn finished(&mut self, d: Done) {
+        self.writer.in_flight = self.writer.in_flight.saturating_sub(1);
+        let Done {
+            batch,
+            failures,
+            unverified,
+        } = d;
         let mut split = Vec::new();
         let mut split_origin = Vec::new();
-        for (k, r) in results.iter().enumerate() {
-            if let (Err(NetlinkError::Kernel(e)), Some(Op::MacDeleteBoth { vni, vxlan, mac })) =
-                (r, ops.get(k))
+        let mut errors = 0u64;
+        for f in &failures {
+            let op = batch.ops.get(f.index);
+            let intent = batch.intents.get(f.index);
+            if let (
+                NetlinkError::Kernel(libc::ENOENT),
+                Some(Op::MacDeleteBoth { vni, vxlan, mac }),
+            ) = (&f.error, op)
             {
-                if *e == libc::ENOENT {
+                // Later batches may have re-added the MAC since: the split
+                // deletes go after them, so only when it is still unwanted.
+                let wanted = self
+                    .desired
+                    .get(vni)
+                    .is_some_and(|d| d.remote.contains_key(mac));
+                if !wanted {
                     for master in [true, false] {
                         split.push(Op::MacDelete {
                             vni: *vni,
@@ -441,39 +526,36 @@ impl Actor {
                             mac: *mac,
                             master,
                         });
-                        split_origin.extend(intents.get(k).cloned());
+                        split_origin.extend(intent.cloned());
                     }
                 }
-            }
-        }
-        let split_results = if split.is_empty() {
-            Vec::new()
-        } else {
-            kernel::write_all(&self.handle, self.protocol, &split).await
-        };
-        let mut errors = 0;
-        for (k, r) in results.iter().enumerate() {
-            if matches!(
-                (r, ops.get(k)),
-                (Err(NetlinkError::Kernel(e)), Some(Op::MacDeleteBoth { .. })) if *e == libc::ENOENT
-            ) {
                 continue;
             }
-            if let Err(e) = r {
-                errors += 1;
-                tracing::warn!(error = %e, op = ?ops.get(k), intent = ?intents.get(k), why, "netlink write failed; reconciliation retries");
-            }
+            errors += 1;
+            tracing::warn!(error = %f.error, kernel_says = f.message.as_deref(), op = ?op, intent = ?intent, why = batch.why, "netlink write failed; reconciliation retries");
         }
-        for (k, r) in split_results.iter().enumerate() {
-            if let Err(e) = r {
-                errors += 1;
-                tracing::warn!(error = %e, op = ?split.get(k), intent = ?split_origin.get(k), why, "netlink write failed; reconciliation retries");
-            }
+        if errors > 0 {
+            self.stats
+                .netlink_errors
+                .fetch_add(errors, Ordering::Relaxed);
         }
-        self.stats
-            .netlink_errors
-            .fetch_add(errors as u64, Ordering::Relaxed);
-        errors
+        if unverified {
+            tracing::warn!(
+                ops = batch.ops.len(),
+                why = batch.why,
+                "netlink error answers lost; verifying by reconciliation"
+            );
+        }
+        if errors > 0 || unverified {
+            self.schedule_reconcile_in(VERIFY_DELAY);
+        }
+        if !split.is_empty() {
+            // Keep the intents aligned with the ops only when each split op has one.
+            if split_origin.len() != split.len() {
+                split_origin.clear();
+            }
+            self.write(split, split_origin, batch.why).await;
+        }
     }
 
     fn update_gauges(&self) {
@@ -810,7 +892,10 @@ impl Actor {
     // ---- reconciliation ------------------------------------------------
 
     async fn reconcile(&mut self, why: &'static str) {
+        // Never "repair" what is still queued, nor read a half-written state.
+        self.flush().await;
         self.reconcile_at = None;
+        self.verify = None;
         self.stats.reconciles.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = self.refresh_links().await {
             self.stats.netlink_errors.fetch_add(1, Ordering::Relaxed);
@@ -842,7 +927,7 @@ impl Actor {
             self.stats
                 .repairs
                 .fetch_add(ops.len() as u64, Ordering::Relaxed);
-            self.write(&ops, &[], why).await;
+            self.write(ops, Vec::new(), why).await;
         }
         self.update_gauges();
     }
@@ -1089,6 +1174,7 @@ impl Actor {
             }
         }
         if !removed.is_empty() {
+            self.flush().await;
             if let Err(e) = self.refresh_links().await {
                 tracing::warn!(error = %e, "link dump failed");
             }
@@ -1099,7 +1185,9 @@ impl Actor {
                     for vni in &removed {
                         ops.extend(self.diff_vni(*vni, &tables, true));
                     }
-                    self.write(&ops, &[], "VNI removed by reload").await;
+                    self.write(ops, Vec::new(), "VNI removed by reload").await;
+                    // Our entries go before the devices we created.
+                    self.flush().await;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "dump failed; removed VNIs keep their entries")
@@ -1333,6 +1421,7 @@ impl Actor {
     // ---- snapshot ------------------------------------------------------
 
     async fn snapshot(&mut self) -> KernelSnapshot {
+        self.flush().await;
         if let Err(e) = self.refresh_links().await {
             tracing::warn!(error = %e, "link dump failed");
         }

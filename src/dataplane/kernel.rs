@@ -1,16 +1,13 @@
-//! Netlink encoding and decoding: typed rows out of kernel messages, request
-//! messages out of typed operations, and the pipelined writer.
+//! Netlink encoding and decoding: typed rows out of kernel messages and the
+//! typed write operations (encoded and sent by `writer`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use evpnd_evpn::{MacAddress, Vni};
-use futures::stream::{self, StreamExt, TryStreamExt};
-use netlink_packet_core::{
-    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP,
-    NLM_F_REPLACE, NLM_F_REQUEST,
-};
+use futures::stream::{StreamExt, TryStreamExt};
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST};
 use netlink_packet_route::link::{
     InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVxlan, LinkAttribute, LinkFlags,
     LinkInfo, LinkMessage,
@@ -19,18 +16,11 @@ use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourHeader, NeighbourMessage,
     NeighbourState,
 };
-use netlink_packet_route::route::RouteProtocol;
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 const NUD_INCOMPLETE: u16 = 0x01;
-const NUD_REACHABLE: u16 = 0x02;
 const NUD_FAILED: u16 = 0x20;
-const NUD_NOARP: u16 = 0x40;
 const NUD_PERMANENT: u16 = 0x80;
-/// Requests in flight on the write socket at once. Acks of unicast requests
-/// are dropped by the kernel when the receive buffer is full, so the window
-/// stays well below what the buffer holds.
-pub const WRITE_WINDOW: usize = 512;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A kernel refusal or a transport failure for one request.
@@ -106,14 +96,22 @@ pub enum Op {
 }
 
 impl Op {
-    fn is_delete(&self) -> bool {
+    /// Deletes whose `ENOENT` means "already gone", i.e. success.
+    pub(super) fn is_delete(&self) -> bool {
         matches!(
             self,
             Op::MacDelete { .. } | Op::FloodDelete { .. } | Op::NeighDelete { .. }
         )
     }
 
+    /// The request as netlink-packet-route builds it (with NLM_F_ACK): the
+    /// reference the writer's hand encoding is tested against.
+    #[cfg(test)]
     pub fn message(&self, protocol: u8) -> NetlinkMessage<RouteNetlinkMessage> {
+        use netlink_packet_core::{NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REPLACE};
+        use netlink_packet_route::route::RouteProtocol;
+        const NUD_REACHABLE: u16 = 0x02;
+        const NUD_NOARP: u16 = 0x40;
         let proto = NeighbourAttribute::Protocol(RouteProtocol::from(protocol));
         let (payload, flags) = match *self {
             Op::MacUpsert {
@@ -254,6 +252,7 @@ fn neigh(
     msg
 }
 
+#[cfg(test)]
 fn family_of(ip: IpAddr) -> AddressFamily {
     match ip {
         IpAddr::V4(_) => AddressFamily::Inet,
@@ -262,6 +261,7 @@ fn family_of(ip: IpAddr) -> AddressFamily {
 }
 
 /// AF_BRIDGE messages carry NDA_DST as raw bytes.
+#[cfg(test)]
 fn ip_bytes(ip: IpAddr) -> NeighbourAddress {
     match ip {
         IpAddr::V4(a) => NeighbourAddress::Other(a.octets().to_vec()),
@@ -509,63 +509,6 @@ pub fn set_rcvbuf(fd: &impl AsRawFd, bytes: usize) -> std::io::Result<()> {
     Err(std::io::Error::last_os_error())
 }
 
-/// Send `ops` with up to [`WRITE_WINDOW`] requests in flight on one socket;
-/// netlink-proto matches each answer to its request by sequence number. The
-/// result is in the order of `ops`. A delete of an absent entry succeeds.
-pub async fn write_all(
-    handle: &rtnetlink::Handle,
-    protocol: u8,
-    ops: &[Op],
-) -> Vec<Result<(), NetlinkError>> {
-    // Collected first: a lazy `map` closure held across the await trips the
-    // compiler's Send inference for the spawned task.
-    let futs: Vec<_> = ops
-        .iter()
-        .map(|op| {
-            let mut h = handle.clone();
-            let msg = op.message(protocol);
-            let is_delete = op.is_delete();
-            async move {
-                let res = tokio::time::timeout(REQUEST_TIMEOUT, async move {
-                    let mut resp = h.request(msg).map_err(|_| NetlinkError::Send)?;
-                    // netlink-proto consumes a successful ack (code 0) itself
-                    // and ends the stream (rtnetlink's request builders rely
-                    // on that), so a stream that ends without an error
-                    // message is an acknowledged write. Only errors reach us.
-                    let mut out = Ok(());
-                    while let Some(m) = resp.next().await {
-                        out = ack_result(&m.payload);
-                        if out.is_err() {
-                            break;
-                        }
-                    }
-                    out
-                })
-                .await
-                .unwrap_or(Err(NetlinkError::Timeout(REQUEST_TIMEOUT)));
-                match res {
-                    Err(NetlinkError::Kernel(e)) if is_delete && e == libc::ENOENT => Ok(()),
-                    r => r,
-                }
-            }
-        })
-        .collect();
-    stream::iter(futs).buffered(WRITE_WINDOW).collect().await
-}
-
-/// What one answer to a write means: an error message with a code is the
-/// kernel refusing it; an ack (no code) or anything else is not a failure.
-fn ack_result(p: &NetlinkPayload<RouteNetlinkMessage>) -> Result<(), NetlinkError> {
-    match p {
-        NetlinkPayload::Error(e) => match e.code {
-            None => Ok(()),
-            Some(c) => Err(NetlinkError::Kernel(-c.get())),
-        },
-        NetlinkPayload::Overrun(_) => Err(NetlinkError::Unexpected),
-        _ => Ok(()),
-    }
-}
-
 /// Dump a whole table; `msg` is the request payload.
 pub async fn dump(
     handle: &rtnetlink::Handle,
@@ -648,21 +591,12 @@ pub async fn dump_neighbors(handle: &rtnetlink::Handle) -> Result<Vec<NeighRow>,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netlink_packet_core::{Emitable, Parseable};
+    use netlink_packet_core::{Emitable, Parseable, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE};
+
+    const NUD_NOARP: u16 = 0x40;
 
     fn vni(v: u32) -> Vni {
         Vni::new(v).unwrap_or_else(|| panic!("bad test vni"))
-    }
-
-    #[test]
-    fn ack_is_success_and_error_code_is_kernel_error() {
-        let mut ack = netlink_packet_core::ErrorMessage::default();
-        assert_eq!(ack_result(&NetlinkPayload::Error(ack.clone())), Ok(()));
-        ack.code = std::num::NonZeroI32::new(-libc::EEXIST);
-        assert_eq!(
-            ack_result(&NetlinkPayload::Error(ack)),
-            Err(NetlinkError::Kernel(libc::EEXIST))
-        );
     }
 
     #[test]
@@ -723,36 +657,5 @@ mod tests {
                 _ => panic!("no inner message"),
             }
         }
-    }
-
-    /// A write the kernel refuses is an error; `write_all` must not take
-    /// the end of the response stream for success when the kernel said no.
-    /// (Success, whose ack netlink-proto swallows, is covered by the
-    /// dataplane integration tests.) Root only; touches nothing: the
-    /// device does not exist.
-    #[test]
-    fn kernel_refusal_is_an_error() {
-        // SAFETY: geteuid(2) cannot fail.
-        if unsafe { libc::geteuid() } != 0 {
-            return;
-        }
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let (conn, handle, _) = rtnetlink::new_connection().unwrap();
-            tokio::spawn(conn);
-            let op = Op::FloodAdd {
-                vni: vni(100),
-                vxlan: 0x7fff_fff0,
-                vtep: "10.0.0.2".parse().unwrap(),
-            };
-            let r = write_all(&handle, 245, &[op]).await;
-            assert!(
-                matches!(r.as_slice(), [Err(NetlinkError::Kernel(e))] if *e == libc::ENODEV),
-                "{r:?}"
-            );
-        });
     }
 }

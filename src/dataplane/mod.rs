@@ -6,10 +6,16 @@
 //!
 //! * [`DataplaneHandle::apply`] takes the RIB's [`Intent`]s (remote MACs,
 //!   flood list, ARP/ND suppression entries). Intents for the same key inside
-//!   one batch are coalesced (last one wins); the writes are pipelined on one
-//!   netlink socket (many requests in flight, acks matched by sequence
-//!   number). Desired state is recorded before the write, so a failed write
-//!   is never lost: reconciliation retries it.
+//!   one batch are coalesced (last one wins). Desired state is recorded and
+//!   the writes are queued to a writer thread, which sends them many per
+//!   `sendmsg` without acks (the kernel answers only failures, matched to
+//!   their op by sequence number); `apply` returns once the batch is queued,
+//!   so the RIB computes the next batch while the kernel takes this one.
+//!   The queue is small: when it is full `apply` waits (backpressure up to
+//!   BGP). A failed write is never lost: it is logged, counted and
+//!   reconciliation retries it. [`DataplaneHandle::flush`] waits until
+//!   everything queued is written; reconciliation, `snapshot`, `sweep_stale`
+//!   and `set_vnis` do that first, so they never read a half-written state.
 //! * [`DataplaneHandle::set_vnis`] reloads the VNI list: new VNIs are
 //!   resolved (and created when `create` is set), removed ones lose our
 //!   entries and the devices evpnd created; untouched VNIs are not disturbed.
@@ -103,6 +109,7 @@
 mod actor;
 mod kernel;
 mod monitor;
+mod writer;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -337,6 +344,7 @@ pub(crate) enum Command {
     SweepStale(oneshot::Sender<()>),
     Snapshot(oneshot::Sender<KernelSnapshot>),
     Reconcile(oneshot::Sender<()>),
+    Flush(oneshot::Sender<()>),
 }
 
 /// Cheap to clone; all clones talk to the same task.
@@ -347,9 +355,10 @@ pub struct DataplaneHandle {
 }
 
 impl DataplaneHandle {
-    /// Record the intents as desired state and write them. Returns when the
-    /// kernel answered every write (failures are logged, counted and retried
-    /// by reconciliation).
+    /// Record the intents as desired state and queue their writes. Returns
+    /// once the dataplane took the batch, not when the kernel has it (see
+    /// [`DataplaneHandle::flush`]); failures are logged, counted and retried
+    /// by reconciliation.
     pub async fn apply(&self, intents: Vec<Intent>) -> Result<(), DataplaneError> {
         let (tx, rx) = oneshot::channel();
         self.call(Command::Apply(intents, tx), rx).await
@@ -377,6 +386,13 @@ impl DataplaneHandle {
     pub async fn reconcile(&self) -> Result<(), DataplaneError> {
         let (tx, rx) = oneshot::channel();
         self.call(Command::Reconcile(tx), rx).await
+    }
+
+    /// Wait until every write queued so far reached the kernel and its
+    /// result was handled (failed deletes split, failures logged).
+    pub async fn flush(&self) -> Result<(), DataplaneError> {
+        let (tx, rx) = oneshot::channel();
+        self.call(Command::Flush(tx), rx).await
     }
 
     pub fn stats(&self) -> DataplaneStats {
