@@ -103,6 +103,7 @@
 mod actor;
 mod kernel;
 mod monitor;
+mod nlparse;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
