@@ -816,6 +816,7 @@ impl Actor {
     // ---- reconciliation ------------------------------------------------
 
     async fn reconcile(&mut self, why: &'static str) {
+        let started = Instant::now();
         self.reconcile_at = None;
         self.stats.reconciles.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = self.refresh_links().await {
@@ -851,6 +852,13 @@ impl Actor {
             self.write(&ops, &[], why).await;
         }
         self.update_gauges();
+        tracing::debug!(
+            why,
+            fdb_rows = tables.fdb_rows(),
+            neighbors = tables.neigh_rows(),
+            micros = started.elapsed().as_micros() as u64,
+            "reconciled"
+        );
     }
 
     /// Dump the FDB and the neighbors (IPv4 and IPv6 in one pass) on the
@@ -1479,6 +1487,13 @@ impl Tables {
             }
         })?;
         Ok(t)
+    }
+    fn fdb_rows(&self) -> usize {
+        let n = |m: &HashMap<u32, Vec<FdbRow>>| m.values().map(Vec::len).sum::<usize>();
+        n(&self.fdb_by_if) + n(&self.fdb_by_master)
+    }
+    fn neigh_rows(&self) -> usize {
+        self.neigh_by_if.values().map(Vec::len).sum()
     }
     fn fdb_on(&self, ifindex: u32) -> impl Iterator<Item = &FdbRow> {
         self.fdb_by_if.get(&ifindex).into_iter().flatten()
