@@ -658,4 +658,100 @@ pub(crate) mod tests {
             }
         }
     }
+    /// Dump 100k remote MACs (200k FDB rows) with the raw socket and with
+    /// rtnetlink + netlink_packet_route, and print the time of each.
+    /// Slow; run by hand with `--ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn dump_cost_100k_macs() {
+        use netlink_packet_route::neighbour::{NeighbourHeader, NeighbourMessage};
+        use netlink_packet_route::AddressFamily;
+        use std::time::Instant;
+        // SAFETY: geteuid(2) cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        let t = std::thread::spawn(|| {
+            // SAFETY: unshare(2) affects only the calling thread here.
+            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+            let sh = |c: &str| {
+                let st = std::process::Command::new("sh").arg("-c").arg(c).status();
+                assert!(st.is_ok_and(|s| s.success()), "{c}");
+            };
+            sh("ip link add br0 type bridge && \
+                ip link add vx0 type vxlan id 100 local 10.0.0.1 dstport 4789 nolearning && \
+                ip link set vx0 master br0 && ip link set br0 up && ip link set vx0 up");
+            const N: u32 = 100_000;
+            let file = format!("/tmp/evpnd-dump-cost-{}", std::process::id());
+            let batch: String = (0..N)
+                .map(|i| {
+                    format!(
+                        "fdb replace 02:30:00:{:02x}:{:02x}:{:02x} dev vx0 dst 10.0.0.2 \
+                         master self extern_learn\n",
+                        i >> 16,
+                        (i >> 8) & 0xff,
+                        i & 0xff
+                    )
+                })
+                .collect();
+            std::fs::write(&file, batch).unwrap();
+            sh(&format!("bridge -batch {file}"));
+            let _ = std::fs::remove_file(&file);
+            let mut sock = DumpSocket::open().unwrap();
+            let cpu = || {
+                // SAFETY: getrusage(2) with a valid pointer.
+                let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+                unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+                let us = |t: libc::timeval| t.tv_sec as i64 * 1_000_000 + t.tv_usec as i64;
+                (us(ru.ru_utime), us(ru.ru_stime))
+            };
+            let (u0, s0) = cpu();
+            let w = Instant::now();
+            let mut rows = 0;
+            sock.dump_neigh(AF_BRIDGE, |n| rows += usize::from(n.fdb_row().is_some()))
+                .unwrap();
+            let (u1, s1) = cpu();
+            eprintln!(
+                "raw dump: {rows} rows, {:?} wall, user {} ms sys {} ms",
+                w.elapsed(),
+                (u1 - u0) / 1000,
+                (s1 - s0) / 1000
+            );
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let (conn, handle, _) = rtnetlink::new_connection().unwrap();
+                tokio::spawn(conn);
+                let mut msg = NeighbourMessage::default();
+                msg.header = NeighbourHeader {
+                    family: AddressFamily::Bridge,
+                    ..Default::default()
+                };
+                let (u0, s0) = cpu();
+                let w = Instant::now();
+                let old = crate::dataplane::kernel::dump_map(
+                    &handle,
+                    RouteNetlinkMessage::GetNeighbour(msg),
+                    |m| match m {
+                        RouteNetlinkMessage::NewNeighbour(n) => FdbRow::from_msg(&n),
+                        _ => None,
+                    },
+                )
+                .await
+                .unwrap();
+                let (u1, s1) = cpu();
+                eprintln!(
+                    "rtnetlink dump: {} rows, {:?} wall, user {} ms sys {} ms",
+                    old.len(),
+                    w.elapsed(),
+                    (u1 - u0) / 1000,
+                    (s1 - s0) / 1000
+                );
+                assert_eq!(old.len(), rows);
+            });
+        });
+        t.join().unwrap();
+    }
 }
