@@ -702,7 +702,7 @@ pub(crate) mod tests {
                 // SAFETY: getrusage(2) with a valid pointer.
                 let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
                 unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
-                let us = |t: libc::timeval| t.tv_sec as i64 * 1_000_000 + t.tv_usec as i64;
+                let us = |t: libc::timeval| t.tv_sec * 1_000_000 + t.tv_usec;
                 (us(ru.ru_utime), us(ru.ru_stime))
             };
             let (u0, s0) = cpu();
