@@ -38,6 +38,8 @@ const SLOT_BYTES: usize = 16 << 10;
 /// Rows held back while the channel is full before the reader blocks
 /// (about 56 bytes each).
 const MAX_PENDING: usize = 1 << 19;
+/// How long the reader waits for data or channel room while it holds rows.
+const PENDING_POLL_MS: libc::c_int = 2;
 /// How often the reader looks whether the dataplane went away.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
@@ -296,10 +298,22 @@ fn run(sock: Socket, tx: mpsc::Sender<MonitorMsg>) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 if !wait {
-                    // Nothing more to read: wait for room instead.
+                    // Nothing to read and no room in the channel. Blocking on
+                    // the channel here would let the kernel queue overflow
+                    // while the dataplane is in a long write: wait briefly
+                    // for either, and retry.
+                    let mut pfd = libc::pollfd {
+                        fd: sock.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: one valid pollfd, for the duration of the call.
+                    unsafe { libc::poll(&mut pfd, 1, PENDING_POLL_MS) };
                     let batch = std::mem::take(&mut pending);
-                    if tx.blocking_send(MonitorMsg::Batch(batch)).is_err() {
-                        return;
+                    match tx.try_send(MonitorMsg::Batch(batch)) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(MonitorMsg::Batch(b))) => pending = b,
+                        Err(_) => return,
                     }
                 } else if tx.is_closed() {
                     return;
