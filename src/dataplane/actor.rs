@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 
 use evpnd_evpn::{Intent, IntentKey, MacAddress, Vni};
 use netlink_packet_route::link::LinkMessage;
-use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::AsyncSocket;
 use rtnetlink::{LinkBridge, LinkBridgePort, LinkUnspec, LinkVxlan};
 use tokio::sync::mpsc;
 
 use super::kernel::{self, FdbRow, LinkRow, NeighRow, NetlinkError, Op};
-use super::monitor::{self, MonitorMsg};
+use super::monitor::{self, MonitorMsg, Notification};
+use super::nlparse::{DumpSocket, AF_BRIDGE};
 use super::writer::{self, Batch, Done};
 use super::{
     Command, DataplaneConfig, DataplaneError, FloodMode, KernelSnapshot, LocalEvent, StatsCell,
@@ -34,7 +34,9 @@ const VERIFY_MAX: Duration = Duration::from_secs(5);
 /// Delay between a change that needs a reconcile and the reconcile, so that
 /// bursts of link/neigh notifications cost one dump.
 const DEBOUNCE: Duration = Duration::from_millis(100);
-const MONITOR_QUEUE: usize = 65536;
+/// Batches of notifications (up to [`monitor::SLOTS`] each) queued for
+/// the actor.
+const MONITOR_QUEUE: usize = 4096;
 
 pub(super) fn validate_specs(specs: &[VniSpec]) -> Result<(), DataplaneError> {
     let mut vnis = HashSet::new();
@@ -72,8 +74,9 @@ pub(super) fn start(
     // Opened here, so that it belongs to the caller's network namespace.
     let writer = writer::spawn(cfg.protocol).map_err(DataplaneError::Socket)?;
     tokio::spawn(conn);
+    let dump_sock = DumpSocket::open().map_err(DataplaneError::Socket)?;
     let (mon_tx, mon_rx) = mpsc::channel(MONITOR_QUEUE);
-    tokio::spawn(monitor::run(mon_sock, mon_tx));
+    monitor::spawn(mon_sock, mon_tx).map_err(DataplaneError::Socket)?;
     // Events are queued without bound and forwarded by their own task, so the
     // actor never waits on the RIB (which may be waiting on us in `apply`).
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<LocalEvent>();
@@ -89,6 +92,7 @@ pub(super) fn start(
     let mut actor = Actor {
         handle,
         writer,
+        dump_sock: Arc::new(std::sync::Mutex::new(dump_sock)),
         protocol: cfg.protocol,
         vnis: BTreeMap::new(),
         desired: HashMap::new(),
@@ -206,6 +210,8 @@ struct Actor {
     handle: rtnetlink::Handle,
     /// FDB and neighbor writes.
     writer: writer::Writer,
+    /// FDB/neighbor dumps (blocking; used from the blocking pool).
+    dump_sock: Arc<std::sync::Mutex<DumpSocket>>,
     protocol: u8,
     vnis: BTreeMap<Vni, VniState>,
     desired: HashMap<Vni, Desired>,
@@ -894,6 +900,7 @@ impl Actor {
     async fn reconcile(&mut self, why: &'static str) {
         // Never "repair" what is still queued, nor read a half-written state.
         self.flush().await;
+        let started = Instant::now();
         self.reconcile_at = None;
         self.verify = None;
         self.stats.reconciles.fetch_add(1, Ordering::Relaxed);
@@ -930,12 +937,27 @@ impl Actor {
             self.write(ops, Vec::new(), why).await;
         }
         self.update_gauges();
+        tracing::debug!(
+            why,
+            fdb_rows = tables.fdb_rows(),
+            neighbors = tables.neigh_rows(),
+            micros = started.elapsed().as_micros() as u64,
+            "reconciled"
+        );
     }
 
-    async fn dump_tables(&self) -> Result<Tables, NetlinkError> {
-        let fdb = kernel::dump_fdb(&self.handle).await?;
-        let neighs = kernel::dump_neighbors(&self.handle).await?;
-        Ok(Tables::new(fdb, neighs))
+    /// Dump the FDB and the neighbors (IPv4 and IPv6 in one pass) on the
+    /// blocking pool, keeping only the rows of resolved VNIs' devices.
+    async fn dump_tables(&mut self) -> Result<Tables, NetlinkError> {
+        let vxlans: HashSet<u32> = self.by_vxlan.keys().copied().collect();
+        let bridges: HashSet<u32> = self.by_bridge.keys().copied().collect();
+        let sock = self.dump_sock.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut sock = sock.lock().unwrap_or_else(|p| p.into_inner());
+            Tables::dump(&mut sock, vxlans, bridges)
+        })
+        .await
+        .unwrap_or(Err(NetlinkError::Unexpected))
     }
 
     /// Writes that bring one VNI to its desired state. With `purge` the
@@ -1259,7 +1281,11 @@ impl Actor {
 
     async fn monitor(&mut self, m: MonitorMsg, mon: &mut mpsc::Receiver<MonitorMsg>) {
         match m {
-            MonitorMsg::Msg(msg) => self.notification(msg),
+            MonitorMsg::Batch(batch) => {
+                for n in batch {
+                    self.notification(n);
+                }
+            }
             MonitorMsg::Overrun => {
                 self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
                 // Whatever is queued predates the dump we are about to take.
@@ -1272,25 +1298,13 @@ impl Actor {
         }
     }
 
-    fn notification(&mut self, msg: RouteNetlinkMessage) {
-        match msg {
-            RouteNetlinkMessage::NewLink(l) => self.link_event(&l, true),
-            RouteNetlinkMessage::DelLink(l) => self.link_event(&l, false),
-            RouteNetlinkMessage::NewNeighbour(n) => {
-                if let Some(r) = FdbRow::from_msg(&n) {
-                    self.fdb_event(r, true);
-                } else if let Some(r) = NeighRow::from_msg(&n) {
-                    self.neigh_event(r, true);
-                }
-            }
-            RouteNetlinkMessage::DelNeighbour(n) => {
-                if let Some(r) = FdbRow::from_msg(&n) {
-                    self.fdb_event(r, false);
-                } else if let Some(r) = NeighRow::from_msg(&n) {
-                    self.neigh_event(r, false);
-                }
-            }
-            _ => {}
+    fn notification(&mut self, n: Notification) {
+        match n {
+            Notification::Link { msg, add } => self.link_event(&msg, add),
+            Notification::Fdb { row, add } => self.fdb_event(row, add),
+            Notification::Neigh { row, add } => self.neigh_event(row, add),
+            // Something changed that we could not read: look at the tables.
+            Notification::Lost => self.schedule_reconcile(),
         }
     }
 
@@ -1501,28 +1515,74 @@ impl Actor {
 }
 
 /// One dump of the FDB and the neighbor tables, indexed so that each VNI
-/// only looks at its own devices.
+/// only looks at its own devices. Only rows of managed devices are kept.
 #[derive(Default)]
 struct Tables {
+    /// All rows on managed vxlan devices (self and bridge rows).
     fdb_by_if: HashMap<u32, Vec<FdbRow>>,
-    /// Bridge rows (`master`) by bridge ifindex.
+    /// Bridge rows (`master`, not `self`) of the other ports of managed
+    /// bridges, by bridge ifindex. Rows on vxlan devices are only in
+    /// `fdb_by_if`: every reader of this map looks for local MACs.
     fdb_by_master: HashMap<u32, Vec<FdbRow>>,
+    /// Neighbors on managed bridges.
     neigh_by_if: HashMap<u32, Vec<NeighRow>>,
 }
 
 impl Tables {
-    fn new(fdb: Vec<FdbRow>, neighs: Vec<NeighRow>) -> Tables {
+    fn dump(
+        sock: &mut DumpSocket,
+        vxlans: HashSet<u32>,
+        bridges: HashSet<u32>,
+    ) -> Result<Tables, NetlinkError> {
         let mut t = Tables::default();
-        for r in fdb {
-            if let (Some(m), false) = (r.master, r.is_self()) {
-                t.fdb_by_master.entry(m).or_default().push(r.clone());
+        // Rows come grouped by device: remember the last vector pushed to.
+        let mut last: Option<(u32, bool)> = None;
+        let mut cur: Vec<FdbRow> = Vec::new();
+        let flush = |t: &mut Tables, key: Option<(u32, bool)>, cur: &mut Vec<FdbRow>| {
+            if let Some((k, on_vxlan)) = key {
+                let map = if on_vxlan {
+                    &mut t.fdb_by_if
+                } else {
+                    &mut t.fdb_by_master
+                };
+                map.entry(k).or_default().append(cur);
             }
-            t.fdb_by_if.entry(r.ifindex).or_default().push(r);
-        }
-        for r in neighs {
-            t.neigh_by_if.entry(r.ifindex).or_default().push(r);
-        }
-        t
+        };
+        sock.dump_neigh(AF_BRIDGE, |n| {
+            let key = if vxlans.contains(&n.ifindex) {
+                (n.ifindex, true)
+            } else {
+                match n.master {
+                    Some(m) if n.flags & super::nlparse::NTF_SELF == 0 && bridges.contains(&m) => {
+                        (m, false)
+                    }
+                    _ => return,
+                }
+            };
+            let Some(row) = n.fdb_row() else { return };
+            if last != Some(key) {
+                flush(&mut t, last, &mut cur);
+                last = Some(key);
+            }
+            cur.push(row);
+        })?;
+        flush(&mut t, last, &mut cur);
+        sock.dump_neigh(0, |n| {
+            if !bridges.contains(&n.ifindex) {
+                return;
+            }
+            if let Some(r) = n.neigh_row() {
+                t.neigh_by_if.entry(r.ifindex).or_default().push(r);
+            }
+        })?;
+        Ok(t)
+    }
+    fn fdb_rows(&self) -> usize {
+        let n = |m: &HashMap<u32, Vec<FdbRow>>| m.values().map(Vec::len).sum::<usize>();
+        n(&self.fdb_by_if) + n(&self.fdb_by_master)
+    }
+    fn neigh_rows(&self) -> usize {
+        self.neigh_by_if.values().map(Vec::len).sum()
     }
     fn fdb_on(&self, ifindex: u32) -> impl Iterator<Item = &FdbRow> {
         self.fdb_by_if.get(&ifindex).into_iter().flatten()

@@ -1,7 +1,9 @@
 //! Netlink encoding and decoding: typed rows out of kernel messages and the
 //! typed write operations (encoded and sent by `writer`).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
+#[cfg(test)]
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
@@ -12,11 +14,14 @@ use netlink_packet_route::link::{
     InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVxlan, LinkAttribute, LinkFlags,
     LinkInfo, LinkMessage,
 };
+use netlink_packet_route::neighbour::NeighbourFlags;
+#[cfg(test)]
 use netlink_packet_route::neighbour::{
-    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourHeader, NeighbourMessage,
-    NeighbourState,
+    NeighbourAddress, NeighbourAttribute, NeighbourHeader, NeighbourMessage, NeighbourState,
 };
-use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+#[cfg(test)]
+use netlink_packet_route::AddressFamily;
+use netlink_packet_route::RouteNetlinkMessage;
 
 const NUD_INCOMPLETE: u16 = 0x01;
 const NUD_FAILED: u16 = 0x20;
@@ -233,6 +238,7 @@ impl Op {
     }
 }
 
+#[cfg(test)]
 fn neigh(
     family: AddressFamily,
     ifindex: u32,
@@ -269,6 +275,7 @@ fn ip_bytes(ip: IpAddr) -> NeighbourAddress {
     }
 }
 
+#[cfg(test)]
 fn ip_from_neigh_addr(a: &NeighbourAddress) -> Option<IpAddr> {
     match a {
         NeighbourAddress::Inet(v) => Some(IpAddr::V4(*v)),
@@ -286,6 +293,7 @@ fn ip_from_neigh_addr(a: &NeighbourAddress) -> Option<IpAddr> {
     }
 }
 
+#[cfg(test)]
 fn mac_from(bytes: &[u8]) -> Option<MacAddress> {
     <[u8; 6]>::try_from(bytes).ok().map(MacAddress)
 }
@@ -303,6 +311,9 @@ pub struct FdbRow {
 }
 
 impl FdbRow {
+    /// The reference decoding via netlink_packet_route; the dataplane uses
+    /// `nlparse` (tests compare the two).
+    #[cfg(test)]
     pub fn from_msg(m: &NeighbourMessage) -> Option<FdbRow> {
         if m.header.family != AddressFamily::Bridge {
             return None;
@@ -354,6 +365,7 @@ pub struct NeighRow {
 }
 
 impl NeighRow {
+    #[cfg(test)]
     pub fn from_msg(m: &NeighbourMessage) -> Option<NeighRow> {
         if !matches!(m.header.family, AddressFamily::Inet | AddressFamily::Inet6) {
             return None;
@@ -554,38 +566,6 @@ pub async fn dump_links(handle: &rtnetlink::Handle) -> Result<Vec<LinkRow>, Netl
             _ => None,
         })
         .collect())
-}
-
-pub async fn dump_fdb(handle: &rtnetlink::Handle) -> Result<Vec<FdbRow>, NetlinkError> {
-    let msg = neigh(AddressFamily::Bridge, 0, 0, NeighbourFlags::empty(), vec![]);
-    dump_map(
-        handle,
-        RouteNetlinkMessage::GetNeighbour(msg),
-        |m| match m {
-            RouteNetlinkMessage::NewNeighbour(n) => FdbRow::from_msg(&n),
-            _ => None,
-        },
-    )
-    .await
-}
-
-pub async fn dump_neighbors(handle: &rtnetlink::Handle) -> Result<Vec<NeighRow>, NetlinkError> {
-    let mut out = Vec::new();
-    for fam in [AddressFamily::Inet, AddressFamily::Inet6] {
-        let msg = neigh(fam, 0, 0, NeighbourFlags::empty(), vec![]);
-        out.extend(
-            dump_map(
-                handle,
-                RouteNetlinkMessage::GetNeighbour(msg),
-                |m| match m {
-                    RouteNetlinkMessage::NewNeighbour(n) => NeighRow::from_msg(&n),
-                    _ => None,
-                },
-            )
-            .await?,
-        );
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

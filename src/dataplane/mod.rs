@@ -109,6 +109,7 @@
 mod actor;
 mod kernel;
 mod monitor;
+mod nlparse;
 mod writer;
 
 use std::collections::BTreeMap;
