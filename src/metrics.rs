@@ -165,7 +165,7 @@ impl Metrics {
         let apply_latency = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         registry.register_with_unit(
             "dataplane_apply",
-            "Time to apply one batch of dataplane intents to the kernel",
+            "Time for the dataplane to take one batch of intents (queued to the netlink writer; rises when the kernel falls behind)",
             Unit::Seconds,
             apply_latency.clone(),
         );
