@@ -29,8 +29,12 @@ const VERIFY_BULK: usize = 64;
 /// Verification waits until bulk writes pause this long, so that a stream
 /// of batches costs one dump (a dump mid-stream also stalls the writer)...
 const VERIFY_DELAY: Duration = Duration::from_millis(300);
-/// ...but no longer than this after the first unverified bulk write.
-const VERIFY_MAX: Duration = Duration::from_secs(5);
+/// ...but no longer than this after the first unverified bulk write. Each
+/// dump costs the kernel O(rows²/page) (the bridge re-walks its table for
+/// every page), so at a million rows a dump every few seconds would cost
+/// more than the load itself; a minute still bounds how long a silent drop
+/// can go unrepaired under endless churn.
+const VERIFY_MAX: Duration = Duration::from_secs(60);
 /// Delay between a change that needs a reconcile and the reconcile, so that
 /// bursts of link/neigh notifications cost one dump.
 const DEBOUNCE: Duration = Duration::from_millis(100);
