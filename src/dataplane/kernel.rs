@@ -501,9 +501,18 @@ fn vxlan_info(v: &[InfoVxlan]) -> VxlanInfo {
 /// Raise a socket's receive buffer past `rmem_max` when we may
 /// (SO_RCVBUFFORCE needs CAP_NET_ADMIN), else as far as SO_RCVBUF allows.
 pub fn set_rcvbuf(fd: &impl AsRawFd, bytes: usize) -> std::io::Result<()> {
+    set_buf(fd, bytes, [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF])
+}
+
+/// The same for the send buffer (`wmem_max`).
+pub fn set_sndbuf(fd: &impl AsRawFd, bytes: usize) -> std::io::Result<()> {
+    set_buf(fd, bytes, [libc::SO_SNDBUFFORCE, libc::SO_SNDBUF])
+}
+
+fn set_buf(fd: &impl AsRawFd, bytes: usize, opts: [libc::c_int; 2]) -> std::io::Result<()> {
     let val = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
     let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+    for opt in opts {
         // SAFETY: valid fd, pointer to a live c_int and its exact length.
         let rc = unsafe {
             libc::setsockopt(

@@ -125,32 +125,10 @@ fn open() -> std::io::Result<Socket> {
     if let Err(e) = super::kernel::set_rcvbuf(&s, RCVBUF) {
         tracing::warn!(error = %e, "cannot raise the netlink writer's receive buffer");
     }
-    if let Err(e) = set_sndbuf(&s, SNDBUF) {
+    if let Err(e) = super::kernel::set_sndbuf(&s, SNDBUF) {
         tracing::warn!(error = %e, "cannot raise the netlink writer's send buffer");
     }
     Ok(s)
-}
-
-fn set_sndbuf(s: &Socket, bytes: usize) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let val = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    for opt in [libc::SO_SNDBUFFORCE, libc::SO_SNDBUF] {
-        // SAFETY: valid fd, pointer to a live c_int and its exact length.
-        let rc = unsafe {
-            libc::setsockopt(
-                s.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                (&val as *const libc::c_int).cast(),
-                len,
-            )
-        };
-        if rc == 0 {
-            return Ok(());
-        }
-    }
-    Err(std::io::Error::last_os_error())
 }
 
 /// The socket and its buffers; lives on the writer thread.
