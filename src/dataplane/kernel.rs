@@ -530,14 +530,6 @@ fn set_buf(fd: &impl AsRawFd, bytes: usize, opts: [libc::c_int; 2]) -> std::io::
     Err(std::io::Error::last_os_error())
 }
 
-/// Dump a whole table; `msg` is the request payload.
-pub async fn dump(
-    handle: &rtnetlink::Handle,
-    msg: RouteNetlinkMessage,
-) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
-    dump_map(handle, msg, Some).await
-}
-
 /// Dump a whole table, converting each message as it arrives: only the
 /// small rows are kept, never the whole table as decoded netlink messages
 /// (a transient of a few hundred bytes per FDB row).
@@ -566,15 +558,19 @@ pub async fn dump_map<T>(
         .unwrap_or(Err(NetlinkError::Timeout(REQUEST_TIMEOUT)))
 }
 
+/// Every link as a small [`LinkRow`], converted as the dump streams in: a
+/// decoded link message is ~13 KiB, so holding them all cost ~26 MB at
+/// 2,000 devices (1,000 VNIs).
 pub async fn dump_links(handle: &rtnetlink::Handle) -> Result<Vec<LinkRow>, NetlinkError> {
-    let msgs = dump(handle, RouteNetlinkMessage::GetLink(LinkMessage::default())).await?;
-    Ok(msgs
-        .iter()
-        .filter_map(|m| match m {
-            RouteNetlinkMessage::NewLink(l) => Some(LinkRow::from_msg(l)),
+    dump_map(
+        handle,
+        RouteNetlinkMessage::GetLink(LinkMessage::default()),
+        |m| match m {
+            RouteNetlinkMessage::NewLink(l) => Some(LinkRow::from_msg(&l)),
             _ => None,
-        })
-        .collect())
+        },
+    )
+    .await
 }
 
 #[cfg(test)]
