@@ -4,11 +4,14 @@
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::FileExt;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ipnet::Ipv4Net;
+
+use crate::dataplane::DumpSocket;
 use crate::testbed::{links, ChildGuard, Netns, NsHandle, RunDir};
 
 use super::injector::Workload;
@@ -128,16 +131,11 @@ impl VtepNs {
         // /proc/net/arp leaves NOARP entries out, so neighbors are counted
         // with a netlink dump on a socket made inside the namespace.
         let neigh = super::injector::in_netns(self.ns.name(), || {
-            let mut s = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_ROUTE)
-                .map_err(|e| BenchError::io("netlink socket", e))?;
-            s.bind_auto()
-                .map_err(|e| BenchError::io("bind netlink socket", e))?;
-            Ok(s)
+            DumpSocket::open().map_err(|e| BenchError::io("netlink dump socket", e))
         })?;
         Ok(FdbCounter {
             bridges,
             neigh,
-            seq: 0,
             buf: vec![0u8; 1 << 16],
         })
     }
@@ -150,8 +148,7 @@ impl VtepNs {
 /// count re-reads them from offset 0.
 pub struct FdbCounter {
     bridges: Vec<(File, u16)>,
-    neigh: netlink_sys::Socket,
-    seq: u32,
+    neigh: DumpSocket,
     buf: Vec<u8>,
 }
 
@@ -193,68 +190,16 @@ impl FdbCounter {
     /// Neighbor entries of the workload (IPv4 in 100.64.0.0/10, any
     /// device) in the namespace: an AF_INET RTM_GETNEIGH dump.
     pub fn count_neighs(&mut self) -> Result<usize, BenchError> {
-        const RTM_NEWNEIGH: u16 = 28;
-        const RTM_GETNEIGH: u16 = 30;
-        const NLMSG_ERROR: u16 = 2;
-        const NLMSG_DONE: u16 = 3;
-        const NDA_DST: u16 = 1;
-        self.seq = self.seq.wrapping_add(1);
-        let mut req = Vec::with_capacity(28);
-        req.extend_from_slice(&28u32.to_ne_bytes());
-        req.extend_from_slice(&RTM_GETNEIGH.to_ne_bytes());
-        let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
-        req.extend_from_slice(&flags.to_ne_bytes());
-        req.extend_from_slice(&self.seq.to_ne_bytes());
-        req.extend_from_slice(&0u32.to_ne_bytes());
-        // struct ndmsg: family AF_INET, rest zero (every device).
-        req.extend_from_slice(&[libc::AF_INET as u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-        self.neigh
-            .send(&req, 0)
-            .map_err(|e| BenchError::io("neighbor dump request", e))?;
+        let workload = Ipv4Net::new(Ipv4Addr::new(100, 64, 0, 0), 10).unwrap_or_default();
         let mut total = 0;
-        loop {
-            let n = self
-                .neigh
-                .recv(&mut &mut self.buf[..], 0)
-                .map_err(|e| BenchError::io("neighbor dump", e))?;
-            let mut msg = &self.buf[..n];
-            while msg.len() >= 16 {
-                let len = u32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]) as usize;
-                let ty = u16::from_ne_bytes([msg[4], msg[5]]);
-                let seq = u32::from_ne_bytes([msg[8], msg[9], msg[10], msg[11]]);
-                if len < 16 || len > msg.len() {
-                    return Err(BenchError::Bgp(format!("bad netlink message length {len}")));
+        self.neigh
+            .dump_neigh(libc::AF_INET as u8, |n| {
+                if matches!(n.dst, Some(IpAddr::V4(ip)) if workload.contains(&ip)) {
+                    total += 1;
                 }
-                if seq == self.seq {
-                    match ty {
-                        NLMSG_DONE => return Ok(total),
-                        NLMSG_ERROR => return Err(BenchError::Bgp("neighbor dump refused".into())),
-                        RTM_NEWNEIGH if len >= 28 => {
-                            let mut attrs = &msg[28..len];
-                            while attrs.len() >= 4 {
-                                let alen = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
-                                let aty = u16::from_ne_bytes([attrs[2], attrs[3]]);
-                                if alen < 4 || alen > attrs.len() {
-                                    break;
-                                }
-                                if aty == NDA_DST && alen == 8 {
-                                    let ip = Ipv4Addr::new(attrs[4], attrs[5], attrs[6], attrs[7]);
-                                    // 100.64.0.0/10
-                                    if u32::from(ip) >> 22
-                                        == u32::from(Ipv4Addr::new(100, 64, 0, 0)) >> 22
-                                    {
-                                        total += 1;
-                                    }
-                                }
-                                attrs = &attrs[((alen + 3) & !3).min(attrs.len())..];
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                msg = &msg[((len + 3) & !3).min(msg.len())..];
-            }
-        }
+            })
+            .map_err(|e| BenchError::Bgp(format!("neighbor dump: {e}")))?;
+        Ok(total)
     }
 
     pub fn counts(&mut self) -> Result<Counts, BenchError> {

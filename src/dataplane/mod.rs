@@ -123,6 +123,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 pub use kernel::NetlinkError;
+pub use nlparse::DumpSocket;
 
 /// Alias written on devices evpnd creates; followed by the VNI.
 pub const CREATED_ALIAS_PREFIX: &str = "evpnd:vni=";
